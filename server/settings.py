@@ -1,0 +1,85 @@
+"""Settings from the environment: `EXODRIVE_*` variables, plus `DATABASE_URL` and `REDIS_URL`.
+
+With neither URL set, `serve` starts embedded PostgreSQL and Redis under `data_dir` (the
+zero-config default). Secrets are `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import field_validator
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXODRIVE_", extra="ignore")
+
+    # --- where the data lives -------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "EXODRIVE_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "EXODRIVE_REDIS_URL")
+    )
+    data_dir: Path = Path(".exodrive")
+    db_pool_size: int = 10
+    db_statement_timeout_ms: int = 5000
+    # Prefix of every Redis key, so that several deployments (or test runs) can share a server.
+    redis_key_prefix: str = "exodrive"
+    redis_timeout_ms: int = 50
+    seed_demo_fleet: bool = True
+
+    # --- network ------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    metrics_port: int = 9464
+    shutdown_grace_seconds: float = 10.0
+
+    # --- business rules -----------------------------------------------------------------
+    business_timezone: str = "America/New_York"
+    tax_rate: Decimal = Decimal("0.10")
+    currency: str = "USD"
+    hold_minutes: int = 30
+    max_rental_days: int = 90
+    # A guest's booking access token stays valid this many days after the rental ends.
+    access_token_grace_days: int = 30
+
+    # --- authentication -----------------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    # --- edge: switches and limits ------------------------------------------------------
+    cache_enabled: bool = True
+    rate_limit_enabled: bool = True
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- webhooks -----------------------------------------------------------------------
+    # Several secrets may be valid at once while one is rotated.
+    resend_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    # --- logs ---------------------------------------------------------------------------
+    log_level: str = "INFO"
+
+    @field_validator("trusted_proxies", "cors_origins", "resend_webhook_secrets", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def zero_config(self) -> bool:
+        return self.database_url is None or self.redis_url is None
