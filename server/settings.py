@@ -23,7 +23,7 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EXODRIVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="EXODRIVE_", extra="ignore", populate_by_name=True)
 
     # --- where the data lives -------------------------------------------------------------
     database_url: str | None = Field(
