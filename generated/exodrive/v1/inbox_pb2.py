@@ -22,40 +22,54 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from exodrive.v1 import booking_pb2 as exodrive_dot_v1_dot_booking__pb2
 from exodrive.v1 import options_pb2 as exodrive_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xodrive/v1/inbox.proto\x12\x0b\x65xodrive.v1\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x02\n\x05\x45mail\x12\x10\n\x08\x65mail_id\x18\x01 \x01(\t\x12\x19\n\x11provider_email_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x12\n\nemail_type\x18\x06 \x01(\t\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12\x12\n\nbooking_id\x18\x08 \x01(\t\x12\x33\n\x0flast_event_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x11ListEmailsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12\x0e\n\x06search\x18\x04 \x01(\t\"e\n\x12ListEmailsResponse\x12\"\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x12.exodrive.v1.Email\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"#\n\x0fGetEmailRequest\x12\x10\n\x08\x65mail_id\x18\x01 \x01(\t\"5\n\x10GetEmailResponse\x12!\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x12.exodrive.v1.Email\"t\n\x14GetEmailStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x15GetEmailStatsResponse\x12\r\n\x05total\x18\x01 \x01(\x03*\x84\x02\n\x0b\x45mailStatus\x12\x1c\n\x18\x45MAIL_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45MAIL_STATUS_SENT\x10\x01\x12!\n\x1d\x45MAIL_STATUS_DELIVERY_DELAYED\x10\x02\x12\x1a\n\x16\x45MAIL_STATUS_DELIVERED\x10\x03\x12\x17\n\x13\x45MAIL_STATUS_OPENED\x10\x04\x12\x18\n\x14\x45MAIL_STATUS_CLICKED\x10\x05\x12\x18\n\x14\x45MAIL_STATUS_BOUNCED\x10\x06\x12\x1b\n\x17\x45MAIL_STATUS_COMPLAINED\x10\x07\x12\x17\n\x13\x45MAIL_STATUS_FAILED\x10\x08\x32\xe8\x02\n\x0cInboxService\x12m\n\nListEmails\x12\x1e.exodrive.v1.ListEmailsRequest\x1a\x1f.exodrive.v1.ListEmailsResponse\"\x1e\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/inbox/emails\x12r\n\x08GetEmail\x12\x1c.exodrive.v1.GetEmailRequest\x1a\x1d.exodrive.v1.GetEmailResponse\")\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/inbox/emails/{email_id}\x12u\n\rGetEmailStats\x12!.exodrive.v1.GetEmailStatsRequest\x1a\".exodrive.v1.GetEmailStatsResponse\"\x1d\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/inbox/statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xodrive/v1/inbox.proto\x12\x0b\x65xodrive.v1\x1a\x19\x65xodrive/v1/booking.proto\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\x9a\x05\n\x05\x45mail\x12\x10\n\x08\x65mail_id\x18\x01 \x01(\t\x12\x19\n\x11provider_email_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x12\n\nemail_type\x18\x06 \x01(\t\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12\x12\n\nbooking_id\x18\x08 \x01(\t\x12\x17\n\x0flast_event_type\x18\t \x01(\t\x12\x33\n\x0flast_event_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65liver_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\topen_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclick_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x62ounce_type\x18\x0e \x01(\t\x12\x1a\n\x12\x62ounce_description\x18\x0f \x01(\t\x12\x12\n\ncomplained\x18\x10 \x01(\x08\x12*\n\x04tags\x18\x11 \x03(\x0b\x32\x1c.exodrive.v1.Email.TagsEntry\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\nEmailEvent\x12\x18\n\x10webhook_event_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xab\x01\n\rLinkedBooking\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61r_id\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.exodrive.v1.BookingStatus\x12%\n\nstart_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x05 \x01(\x0b\x32\x11.google.type.Date\"\x8d\x02\n\x11ListEmailsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12\x0e\n\x06search\x18\x04 \x01(\t\x12\x12\n\nemail_type\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12\x12\n\nbooking_id\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x12ListEmailsResponse\x12\"\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x12.exodrive.v1.Email\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"#\n\x0fGetEmailRequest\x12\x10\n\x08\x65mail_id\x18\x01 \x01(\t\"\x8b\x01\n\x10GetEmailResponse\x12!\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x12.exodrive.v1.Email\x12\'\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.exodrive.v1.EmailEvent\x12+\n\x07\x62ooking\x18\x03 \x01(\x0b\x32\x1a.exodrive.v1.LinkedBooking\"t\n\x14GetEmailStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x10\x45mailStatusCount\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.exodrive.v1.EmailStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"3\n\x0e\x45mailTypeCount\x12\x12\n\nemail_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xe5\x01\n\x15GetEmailStatsResponse\x12\r\n\x05total\x18\x01 \x01(\x03\x12\x34\n\rstatus_counts\x18\x02 \x03(\x0b\x32\x1d.exodrive.v1.EmailStatusCount\x12\x30\n\x0btype_counts\x18\x03 \x03(\x0b\x32\x1b.exodrive.v1.EmailTypeCount\x12\x15\n\rdelivery_rate\x18\x04 \x01(\x01\x12\x11\n\topen_rate\x18\x05 \x01(\x01\x12\x13\n\x0b\x62ounce_rate\x18\x06 \x01(\x01\x12\x16\n\x0e\x63omplaint_rate\x18\x07 \x01(\x01*\x84\x02\n\x0b\x45mailStatus\x12\x1c\n\x18\x45MAIL_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45MAIL_STATUS_SENT\x10\x01\x12!\n\x1d\x45MAIL_STATUS_DELIVERY_DELAYED\x10\x02\x12\x1a\n\x16\x45MAIL_STATUS_DELIVERED\x10\x03\x12\x17\n\x13\x45MAIL_STATUS_OPENED\x10\x04\x12\x18\n\x14\x45MAIL_STATUS_CLICKED\x10\x05\x12\x18\n\x14\x45MAIL_STATUS_BOUNCED\x10\x06\x12\x1b\n\x17\x45MAIL_STATUS_COMPLAINED\x10\x07\x12\x17\n\x13\x45MAIL_STATUS_FAILED\x10\x08\x32\xe8\x02\n\x0cInboxService\x12m\n\nListEmails\x12\x1e.exodrive.v1.ListEmailsRequest\x1a\x1f.exodrive.v1.ListEmailsResponse\"\x1e\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/inbox/emails\x12r\n\x08GetEmail\x12\x1c.exodrive.v1.GetEmailRequest\x1a\x1d.exodrive.v1.GetEmailResponse\")\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/inbox/emails/{email_id}\x12u\n\rGetEmailStats\x12!.exodrive.v1.GetEmailStatsRequest\x1a\".exodrive.v1.GetEmailStatsResponse\"\x1d\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/inbox/statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exodrive.v1.inbox_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EMAIL_TAGSENTRY']._loaded_options = None
+  _globals['_EMAIL_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_INBOXSERVICE'].methods_by_name['ListEmails']._loaded_options = None
   _globals['_INBOXSERVICE'].methods_by_name['ListEmails']._serialized_options = b'\312\363\030\002\010\003\202\323\344\223\002\022\022\020/v1/inbox/emails'
   _globals['_INBOXSERVICE'].methods_by_name['GetEmail']._loaded_options = None
   _globals['_INBOXSERVICE'].methods_by_name['GetEmail']._serialized_options = b'\312\363\030\002\010\003\202\323\344\223\002\035\022\033/v1/inbox/emails/{email_id}'
   _globals['_INBOXSERVICE'].methods_by_name['GetEmailStats']._loaded_options = None
   _globals['_INBOXSERVICE'].methods_by_name['GetEmailStats']._serialized_options = b'\312\363\030\002\010\003\202\323\344\223\002\021\022\017/v1/inbox/stats'
-  _globals['_EMAILSTATUS']._serialized_start=894
-  _globals['_EMAILSTATUS']._serialized_end=1154
-  _globals['_EMAIL']._serialized_start=131
-  _globals['_EMAIL']._serialized_end=420
-  _globals['_LISTEMAILSREQUEST']._serialized_start=422
-  _globals['_LISTEMAILSREQUEST']._serialized_end=538
-  _globals['_LISTEMAILSRESPONSE']._serialized_start=540
-  _globals['_LISTEMAILSRESPONSE']._serialized_end=641
-  _globals['_GETEMAILREQUEST']._serialized_start=643
-  _globals['_GETEMAILREQUEST']._serialized_end=678
-  _globals['_GETEMAILRESPONSE']._serialized_start=680
-  _globals['_GETEMAILRESPONSE']._serialized_end=733
-  _globals['_GETEMAILSTATSREQUEST']._serialized_start=735
-  _globals['_GETEMAILSTATSREQUEST']._serialized_end=851
-  _globals['_GETEMAILSTATSRESPONSE']._serialized_start=853
-  _globals['_GETEMAILSTATSRESPONSE']._serialized_end=891
-  _globals['_INBOXSERVICE']._serialized_start=1157
-  _globals['_INBOXSERVICE']._serialized_end=1517
+  _globals['_EMAILSTATUS']._serialized_start=2260
+  _globals['_EMAILSTATUS']._serialized_end=2520
+  _globals['_EMAIL']._serialized_start=182
+  _globals['_EMAIL']._serialized_end=848
+  _globals['_EMAIL_TAGSENTRY']._serialized_start=805
+  _globals['_EMAIL_TAGSENTRY']._serialized_end=848
+  _globals['_EMAILEVENT']._serialized_start=851
+  _globals['_EMAILEVENT']._serialized_end=1049
+  _globals['_LINKEDBOOKING']._serialized_start=1052
+  _globals['_LINKEDBOOKING']._serialized_end=1223
+  _globals['_LISTEMAILSREQUEST']._serialized_start=1226
+  _globals['_LISTEMAILSREQUEST']._serialized_end=1495
+  _globals['_LISTEMAILSRESPONSE']._serialized_start=1497
+  _globals['_LISTEMAILSRESPONSE']._serialized_end=1598
+  _globals['_GETEMAILREQUEST']._serialized_start=1600
+  _globals['_GETEMAILREQUEST']._serialized_end=1635
+  _globals['_GETEMAILRESPONSE']._serialized_start=1638
+  _globals['_GETEMAILRESPONSE']._serialized_end=1777
+  _globals['_GETEMAILSTATSREQUEST']._serialized_start=1779
+  _globals['_GETEMAILSTATSREQUEST']._serialized_end=1895
+  _globals['_EMAILSTATUSCOUNT']._serialized_start=1897
+  _globals['_EMAILSTATUSCOUNT']._serialized_end=1972
+  _globals['_EMAILTYPECOUNT']._serialized_start=1974
+  _globals['_EMAILTYPECOUNT']._serialized_end=2025
+  _globals['_GETEMAILSTATSRESPONSE']._serialized_start=2028
+  _globals['_GETEMAILSTATSRESPONSE']._serialized_end=2257
+  _globals['_INBOXSERVICE']._serialized_start=2523
+  _globals['_INBOXSERVICE']._serialized_end=2883
 # @@protoc_insertion_point(module_scope)

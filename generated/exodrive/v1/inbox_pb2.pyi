@@ -4,11 +4,13 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from exodrive.v1 import booking_pb2 as _booking_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import date_pb2 as _date_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -56,6 +58,26 @@ class Email(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EMAIL_ID_FIELD_NUMBER: _builtins.int
     PROVIDER_EMAIL_ID_FIELD_NUMBER: _builtins.int
     SENDER_FIELD_NUMBER: _builtins.int
@@ -64,21 +86,59 @@ class Email(_message.Message):
     EMAIL_TYPE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TYPE_FIELD_NUMBER: _builtins.int
     LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    CLICK_TIME_FIELD_NUMBER: _builtins.int
+    BOUNCE_TYPE_FIELD_NUMBER: _builtins.int
+    BOUNCE_DESCRIPTION_FIELD_NUMBER: _builtins.int
+    COMPLAINED_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     email_id: _builtins.str
+    """Our id of the email (UUID)."""
     provider_email_id: _builtins.str
+    """The provider's id (Resend `email_id`)."""
     sender: _builtins.str
+    """Sender address, without any display name."""
     subject: _builtins.str
     email_type: _builtins.str
+    """The `email_type` tag (e.g. booking_confirmation); empty when the email carried none."""
     status: Global___EmailStatus.ValueType
+    """Status of the newest applied event."""
     booking_id: _builtins.str
+    """The linked booking; empty when none was tagged or the booking no longer exists."""
+    last_event_type: _builtins.str
+    """Provider event type of the newest applied event (e.g. `email.delivered`)."""
+    bounce_type: _builtins.str
+    """Bounce details as the provider reported them (e.g. Permanent)."""
+    bounce_description: _builtins.str
+    complained: _builtins.bool
+    """True once the recipient marked the email as spam."""
     @_builtins.property
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def last_event_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def deliver_time(self) -> _timestamp_pb2.Timestamp:
+        """First time each fact was reported; never erased by later events."""
+
+    @_builtins.property
+    def open_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def click_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Tags sent with the email."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the provider created (sent) the email."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -90,16 +150,101 @@ class Email(_message.Message):
         email_type: _builtins.str = ...,
         status: Global___EmailStatus.ValueType = ...,
         booking_id: _builtins.str = ...,
+        last_event_type: _builtins.str = ...,
         last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+        open_time: _timestamp_pb2.Timestamp | None = ...,
+        click_time: _timestamp_pb2.Timestamp | None = ...,
+        bounce_type: _builtins.str = ...,
+        bounce_description: _builtins.str = ...,
+        complained: _builtins.bool = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_event_time", b"last_event_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["click_time", b"click_time", "create_time", b"create_time", "deliver_time", b"deliver_time", "last_event_time", b"last_event_time", "open_time", b"open_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "create_time", b"create_time", "email_id", b"email_id", "email_type", b"email_type", "last_event_time", b"last_event_time", "provider_email_id", b"provider_email_id", "recipients", b"recipients", "sender", b"sender", "status", b"status", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "bounce_description", b"bounce_description", "bounce_type", b"bounce_type", "click_time", b"click_time", "complained", b"complained", "create_time", b"create_time", "deliver_time", b"deliver_time", "email_id", b"email_id", "email_type", b"email_type", "last_event_time", b"last_event_time", "last_event_type", b"last_event_type", "open_time", b"open_time", "provider_email_id", b"provider_email_id", "recipients", b"recipients", "sender", b"sender", "status", b"status", "subject", b"subject", "tags", b"tags", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Email: _TypeAlias = Email  # noqa: Y015
+
+@_typing.final
+class EmailEvent(_message.Message):
+    """One provider event in an email's timeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    webhook_event_id: _builtins.str
+    """Id of the webhook delivery that carried it."""
+    event_type: _builtins.str
+    """Provider event type (e.g. `email.opened`)."""
+    status: Global___EmailStatus.ValueType
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """The event's own time, as the provider reports it."""
+
+    @_builtins.property
+    def receive_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        webhook_event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        status: Global___EmailStatus.ValueType = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+        receive_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "receive_time", b"receive_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "occur_time", b"occur_time", "receive_time", b"receive_time", "status", b"status", "webhook_event_id", b"webhook_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailEvent: _TypeAlias = EmailEvent  # noqa: Y015
+
+@_typing.final
+class LinkedBooking(_message.Message):
+    """The booking an email belongs to, as the inbox shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CAR_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    car_id: _builtins.str
+    status: _booking_pb2.BookingStatus.ValueType
+    @_builtins.property
+    def start_date(self) -> _date_pb2.Date:
+        """Half-open rental days: start_date <= d < end_date."""
+
+    @_builtins.property
+    def end_date(self) -> _date_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        car_id: _builtins.str = ...,
+        status: _booking_pb2.BookingStatus.ValueType = ...,
+        start_date: _date_pb2.Date | None = ...,
+        end_date: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "car_id", b"car_id", "end_date", b"end_date", "start_date", b"start_date", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkedBooking: _TypeAlias = LinkedBooking  # noqa: Y015
 
 @_typing.final
 class ListEmailsRequest(_message.Message):
@@ -111,11 +256,29 @@ class ListEmailsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     SEARCH_FIELD_NUMBER: _builtins.int
+    EMAIL_TYPE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """At most 100; zero means 20."""
     page_token: _builtins.str
+    """From a previous response; only valid with the same filters."""
     status: Global___EmailStatus.ValueType
     search: _builtins.str
-    """Case-insensitive substring of recipient, sender or subject."""
+    """Case-insensitive substring of recipient, sender or subject (matched literally)."""
+    email_type: _builtins.str
+    """Exact `email_type` tag."""
+    recipient: _builtins.str
+    """Exact recipient address, case-insensitive."""
+    booking_id: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Send time range, start inclusive and end exclusive."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -123,10 +286,15 @@ class ListEmailsRequest(_message.Message):
         page_token: _builtins.str = ...,
         status: Global___EmailStatus.ValueType = ...,
         search: _builtins.str = ...,
+        email_type: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "search", b"search", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "email_type", b"email_type", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "search", b"search", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -143,6 +311,7 @@ class ListEmailsResponse(_message.Message):
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_size: _builtins.int
+    """Number of emails matching the filters, over all pages."""
     @_builtins.property
     def emails(self) -> _containers.RepeatedCompositeFieldContainer[Global___Email]: ...
     def __init__(
@@ -188,16 +357,28 @@ class GetEmailResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EMAIL_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    BOOKING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def email(self) -> Global___Email: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmailEvent]:
+        """Every event of the email, oldest first."""
+
+    @_builtins.property
+    def booking(self) -> Global___LinkedBooking:
+        """Absent when the email has no linked booking."""
+
     def __init__(
         self,
         *,
         email: Global___Email | None = ...,
+        events: _abc.Iterable[Global___EmailEvent] | None = ...,
+        booking: Global___LinkedBooking | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["email", b"email"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "email", b"email"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "email", b"email", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -212,7 +393,9 @@ class GetEmailStatsRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Send time range, start inclusive and end exclusive; unset bounds are open."""
+
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -230,21 +413,94 @@ class GetEmailStatsRequest(_message.Message):
 Global___GetEmailStatsRequest: _TypeAlias = GetEmailStatsRequest  # noqa: Y015
 
 @_typing.final
+class EmailStatusCount(_message.Message):
+    """Number of emails with one status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    status: Global___EmailStatus.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___EmailStatus.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailStatusCount: _TypeAlias = EmailStatusCount  # noqa: Y015
+
+@_typing.final
+class EmailTypeCount(_message.Message):
+    """Number of emails of one type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_TYPE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    email_type: _builtins.str
+    """Empty for emails without an `email_type` tag."""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        email_type: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "email_type", b"email_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailTypeCount: _TypeAlias = EmailTypeCount  # noqa: Y015
+
+@_typing.final
 class GetEmailStatsResponse(_message.Message):
     """Response of InboxService.GetEmailStats."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TOTAL_FIELD_NUMBER: _builtins.int
+    STATUS_COUNTS_FIELD_NUMBER: _builtins.int
+    TYPE_COUNTS_FIELD_NUMBER: _builtins.int
+    DELIVERY_RATE_FIELD_NUMBER: _builtins.int
+    OPEN_RATE_FIELD_NUMBER: _builtins.int
+    BOUNCE_RATE_FIELD_NUMBER: _builtins.int
+    COMPLAINT_RATE_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    delivery_rate: _builtins.float
+    """Emails ever delivered / total."""
+    open_rate: _builtins.float
+    """Emails ever opened / emails ever delivered."""
+    bounce_rate: _builtins.float
+    """Emails that bounced / total."""
+    complaint_rate: _builtins.float
+    """Emails marked as spam / emails ever delivered."""
+    @_builtins.property
+    def status_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmailStatusCount]: ...
+    @_builtins.property
+    def type_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmailTypeCount]: ...
     def __init__(
         self,
         *,
         total: _builtins.int = ...,
+        status_counts: _abc.Iterable[Global___EmailStatusCount] | None = ...,
+        type_counts: _abc.Iterable[Global___EmailTypeCount] | None = ...,
+        delivery_rate: _builtins.float = ...,
+        open_rate: _builtins.float = ...,
+        bounce_rate: _builtins.float = ...,
+        complaint_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "complaint_rate", b"complaint_rate", "delivery_rate", b"delivery_rate", "open_rate", b"open_rate", "status_counts", b"status_counts", "total", b"total", "type_counts", b"type_counts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

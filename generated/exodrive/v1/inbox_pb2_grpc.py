@@ -57,21 +57,21 @@ class InboxServiceServicer:
     """
 
     def ListEmails(self, request, context):
-        """Lists emails, newest event first.
+        """Lists emails, newest first by send time (stable while events keep arriving).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetEmail(self, request, context):
-        """Returns one email with its event timeline.
+        """Returns one email with its event timeline and linked booking.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetEmailStats(self, request, context):
-        """Counts emails by status and type.
+        """Counts emails by status and type, with delivery, open, bounce and complaint rates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,11 +34,11 @@ class InboxServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InboxServiceAsyncStub: ...
     ListEmails: _grpc.UnaryUnaryMultiCallable[_inbox_pb2.ListEmailsRequest, _inbox_pb2.ListEmailsResponse]
-    """Lists emails, newest event first."""
+    """Lists emails, newest first by send time (stable while events keep arriving)."""
     GetEmail: _grpc.UnaryUnaryMultiCallable[_inbox_pb2.GetEmailRequest, _inbox_pb2.GetEmailResponse]
-    """Returns one email with its event timeline."""
+    """Returns one email with its event timeline and linked booking."""
     GetEmailStats: _grpc.UnaryUnaryMultiCallable[_inbox_pb2.GetEmailStatsRequest, _inbox_pb2.GetEmailStatsResponse]
-    """Counts emails by status and type."""
+    """Counts emails by status and type, with delivery, open, bounce and complaint rates."""
 
 @_typing.type_check_only
 class InboxServiceAsyncStub(InboxServiceStub):
@@ -46,11 +46,11 @@ class InboxServiceAsyncStub(InboxServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEmails: _aio.UnaryUnaryMultiCallable[_inbox_pb2.ListEmailsRequest, _inbox_pb2.ListEmailsResponse]  # type: ignore[assignment]
-    """Lists emails, newest event first."""
+    """Lists emails, newest first by send time (stable while events keep arriving)."""
     GetEmail: _aio.UnaryUnaryMultiCallable[_inbox_pb2.GetEmailRequest, _inbox_pb2.GetEmailResponse]  # type: ignore[assignment]
-    """Returns one email with its event timeline."""
+    """Returns one email with its event timeline and linked booking."""
     GetEmailStats: _aio.UnaryUnaryMultiCallable[_inbox_pb2.GetEmailStatsRequest, _inbox_pb2.GetEmailStatsResponse]  # type: ignore[assignment]
-    """Counts emails by status and type."""
+    """Counts emails by status and type, with delivery, open, bounce and complaint rates."""
 
 class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
     """The admin's record of every email sent and what became of it, fed by provider webhooks."""
@@ -61,7 +61,7 @@ class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inbox_pb2.ListEmailsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inbox_pb2.ListEmailsResponse, _abc.Awaitable[_inbox_pb2.ListEmailsResponse]]:
-        """Lists emails, newest event first."""
+        """Lists emails, newest first by send time (stable while events keep arriving)."""
 
     @_abc_1.abstractmethod
     def GetEmail(
@@ -69,7 +69,7 @@ class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inbox_pb2.GetEmailRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inbox_pb2.GetEmailResponse, _abc.Awaitable[_inbox_pb2.GetEmailResponse]]:
-        """Returns one email with its event timeline."""
+        """Returns one email with its event timeline and linked booking."""
 
     @_abc_1.abstractmethod
     def GetEmailStats(
@@ -77,6 +77,6 @@ class InboxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inbox_pb2.GetEmailStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inbox_pb2.GetEmailStatsResponse, _abc.Awaitable[_inbox_pb2.GetEmailStatsResponse]]:
-        """Counts emails by status and type."""
+        """Counts emails by status and type, with delivery, open, bounce and complaint rates."""
 
 def add_InboxServiceServicer_to_server(servicer: InboxServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,7 +28,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65xodrive/v1/webhook.proto\x12\x0b\x65xodrive.v1\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x18HandleResendEventRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"@\n\x19HandleResendEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x93\x01\n\x0cWebhookEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x19\n\x11provider_event_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x18ListWebhookEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x19ListWebhookEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.exodrive.v1.WebhookEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19ReplayWebhookEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"F\n\x1aReplayWebhookEventResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.exodrive.v1.WebhookEvent2\xc9\x03\n\x0eWebhookService\x12\x8e\x01\n\x11HandleResendEvent\x12%.exodrive.v1.HandleResendEventRequest\x1a&.exodrive.v1.HandleResendEventResponse\"*\xca\xf3\x18\x04\x08\x04\x10\x02\x82\xd3\xe4\x93\x02\x1c\"\x14/api/webhooks/resend:\x04\x62ody\x12\x85\x01\n\x11ListWebhookEvents\x12%.exodrive.v1.ListWebhookEventsRequest\x1a&.exodrive.v1.ListWebhookEventsResponse\"!\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/webhooks/events\x12\x9d\x01\n\x12ReplayWebhookEvent\x12&.exodrive.v1.ReplayWebhookEventRequest\x1a\'.exodrive.v1.ReplayWebhookEventResponse\"6\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02*\"%/v1/webhooks/events/{event_id}:replay:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65xodrive/v1/webhook.proto\x12\x0b\x65xodrive.v1\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x18HandleResendEventRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"q\n\x19HandleResendEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.exodrive.v1.WebhookEventStatus\"\xd9\x02\n\x0cWebhookEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x19\n\x11provider_event_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.exodrive.v1.WebhookEventStatus\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12-\n\tsign_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cprocess_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x62ody\x18\x0b \x01(\x0c\"\xe2\x01\n\x18ListWebhookEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.exodrive.v1.WebhookEventStatus\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x19ListWebhookEventsResponse\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.exodrive.v1.WebhookEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19ReplayWebhookEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"F\n\x1aReplayWebhookEventResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.exodrive.v1.WebhookEvent*\xa1\x01\n\x12WebhookEventStatus\x12$\n WEBHOOK_EVENT_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1eWEBHOOK_EVENT_STATUS_PROCESSED\x10\x01\x12 \n\x1cWEBHOOK_EVENT_STATUS_IGNORED\x10\x02\x12\x1f\n\x1bWEBHOOK_EVENT_STATUS_FAILED\x10\x03\x32\xc9\x03\n\x0eWebhookService\x12\x8e\x01\n\x11HandleResendEvent\x12%.exodrive.v1.HandleResendEventRequest\x1a&.exodrive.v1.HandleResendEventResponse\"*\xca\xf3\x18\x04\x08\x04\x10\x02\x82\xd3\xe4\x93\x02\x1c\"\x14/api/webhooks/resend:\x04\x62ody\x12\x85\x01\n\x11ListWebhookEvents\x12%.exodrive.v1.ListWebhookEventsRequest\x1a&.exodrive.v1.ListWebhookEventsResponse\"!\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/webhooks/events\x12\x9d\x01\n\x12ReplayWebhookEvent\x12&.exodrive.v1.ReplayWebhookEventRequest\x1a\'.exodrive.v1.ReplayWebhookEventResponse\"6\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02*\"%/v1/webhooks/events/{event_id}:replay:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,20 +41,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookEvents']._serialized_options = b'\312\363\030\002\010\003\202\323\344\223\002\025\022\023/v1/webhooks/events'
   _globals['_WEBHOOKSERVICE'].methods_by_name['ReplayWebhookEvent']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['ReplayWebhookEvent']._serialized_options = b'\312\363\030\002\010\003\202\323\344\223\002*\"%/v1/webhooks/events/{event_id}:replay:\001*'
+  _globals['_WEBHOOKEVENTSTATUS']._serialized_start=1132
+  _globals['_WEBHOOKEVENTSTATUS']._serialized_end=1293
   _globals['_HANDLERESENDEVENTREQUEST']._serialized_start=159
   _globals['_HANDLERESENDEVENTREQUEST']._serialized_end=221
   _globals['_HANDLERESENDEVENTRESPONSE']._serialized_start=223
-  _globals['_HANDLERESENDEVENTRESPONSE']._serialized_end=287
-  _globals['_WEBHOOKEVENT']._serialized_start=290
-  _globals['_WEBHOOKEVENT']._serialized_end=437
-  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_start=439
-  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_end=504
-  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_start=506
-  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_end=601
-  _globals['_REPLAYWEBHOOKEVENTREQUEST']._serialized_start=603
-  _globals['_REPLAYWEBHOOKEVENTREQUEST']._serialized_end=648
-  _globals['_REPLAYWEBHOOKEVENTRESPONSE']._serialized_start=650
-  _globals['_REPLAYWEBHOOKEVENTRESPONSE']._serialized_end=720
-  _globals['_WEBHOOKSERVICE']._serialized_start=723
-  _globals['_WEBHOOKSERVICE']._serialized_end=1180
+  _globals['_HANDLERESENDEVENTRESPONSE']._serialized_end=336
+  _globals['_WEBHOOKEVENT']._serialized_start=339
+  _globals['_WEBHOOKEVENT']._serialized_end=684
+  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_start=687
+  _globals['_LISTWEBHOOKEVENTSREQUEST']._serialized_end=913
+  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_start=915
+  _globals['_LISTWEBHOOKEVENTSRESPONSE']._serialized_end=1010
+  _globals['_REPLAYWEBHOOKEVENTREQUEST']._serialized_start=1012
+  _globals['_REPLAYWEBHOOKEVENTREQUEST']._serialized_end=1057
+  _globals['_REPLAYWEBHOOKEVENTRESPONSE']._serialized_start=1059
+  _globals['_REPLAYWEBHOOKEVENTRESPONSE']._serialized_end=1129
+  _globals['_WEBHOOKSERVICE']._serialized_start=1296
+  _globals['_WEBHOOKSERVICE']._serialized_end=1753
 # @@protoc_insertion_point(module_scope)

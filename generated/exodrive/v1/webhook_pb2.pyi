@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,32 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _WebhookEventStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookEventStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookEventStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_EVENT_STATUS_UNSPECIFIED: _WebhookEventStatus.ValueType  # 0
+    WEBHOOK_EVENT_STATUS_PROCESSED: _WebhookEventStatus.ValueType  # 1
+    """Applied to the inbox."""
+    WEBHOOK_EVENT_STATUS_IGNORED: _WebhookEventStatus.ValueType  # 2
+    """A type the inbox does not use (stored, deliberately not applied)."""
+    WEBHOOK_EVENT_STATUS_FAILED: _WebhookEventStatus.ValueType  # 3
+    """Signed correctly but unusable (malformed JSON, missing fields); see last_error."""
+
+class WebhookEventStatus(_WebhookEventStatus, metaclass=_WebhookEventStatusEnumTypeWrapper):
+    """What became of a stored webhook delivery."""
+
+WEBHOOK_EVENT_STATUS_UNSPECIFIED: WebhookEventStatus.ValueType  # 0
+WEBHOOK_EVENT_STATUS_PROCESSED: WebhookEventStatus.ValueType  # 1
+"""Applied to the inbox."""
+WEBHOOK_EVENT_STATUS_IGNORED: WebhookEventStatus.ValueType  # 2
+"""A type the inbox does not use (stored, deliberately not applied)."""
+WEBHOOK_EVENT_STATUS_FAILED: WebhookEventStatus.ValueType  # 3
+"""Signed correctly but unusable (malformed JSON, missing fields); see last_error."""
+Global___WebhookEventStatus: _TypeAlias = WebhookEventStatus  # noqa: Y015
 
 @_typing.final
 class HandleResendEventRequest(_message.Message):
@@ -52,18 +79,21 @@ class HandleResendEventResponse(_message.Message):
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     duplicate: _builtins.bool
     """True when this delivery repeats one already stored."""
+    status: Global___WebhookEventStatus.ValueType
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
+        status: Global___WebhookEventStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -80,12 +110,35 @@ class WebhookEvent(_message.Message):
     PROVIDER_EVENT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    SIGN_TIME_FIELD_NUMBER: _builtins.int
+    PROCESS_TIME_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    """Our id of the delivery (UUID)."""
     provider: _builtins.str
+    """The sender, e.g. `resend`."""
     provider_event_id: _builtins.str
+    """The provider's message id (`svix-id`), unique per provider."""
     event_type: _builtins.str
+    """The event's `type`; empty when the body could not be read."""
+    status: Global___WebhookEventStatus.ValueType
+    attempts: _builtins.int
+    """Times the event was applied, replays included."""
+    last_error: _builtins.str
+    """Why the last attempt failed; empty otherwise."""
+    body: _builtins.bytes
+    """The body exactly as received."""
     @_builtins.property
     def receive_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def sign_time(self) -> _timestamp_pb2.Timestamp:
+        """The signature timestamp (`svix-timestamp`)."""
+
+    @_builtins.property
+    def process_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -94,10 +147,16 @@ class WebhookEvent(_message.Message):
         provider_event_id: _builtins.str = ...,
         event_type: _builtins.str = ...,
         receive_time: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___WebhookEventStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        sign_time: _timestamp_pb2.Timestamp | None = ...,
+        process_time: _timestamp_pb2.Timestamp | None = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["receive_time", b"receive_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process_time", b"process_time", "receive_time", b"receive_time", "sign_time", b"sign_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_type", b"event_type", "provider", b"provider", "provider_event_id", b"provider_event_id", "receive_time", b"receive_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "body", b"body", "event_id", b"event_id", "event_type", b"event_type", "last_error", b"last_error", "process_time", b"process_time", "provider", b"provider", "provider_event_id", b"provider_event_id", "receive_time", b"receive_time", "sign_time", b"sign_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -111,17 +170,35 @@ class ListWebhookEventsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """At most 100; zero means 20."""
     page_token: _builtins.str
+    """From a previous response; only valid with the same filters."""
+    provider: _builtins.str
+    status: Global___WebhookEventStatus.ValueType
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Receive time range, start inclusive and end exclusive."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        status: Global___WebhookEventStatus.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "provider", b"provider", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -181,7 +258,9 @@ class ReplayWebhookEventResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___WebhookEvent: ...
+    def event(self) -> Global___WebhookEvent:
+        """The event after the replay; FAILED with last_error when its stored body is unusable."""
+
     def __init__(
         self,
         *,
