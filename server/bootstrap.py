@@ -1,0 +1,127 @@
+"""The one composition root: builds the application's object graph from settings.
+
+Every dependency is a keyword argument with a production default; tests call the same function
+with other arguments (a fixed clock, a recording notifier). It neither migrates nor seeds: the
+CLI does that before serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import redis.asyncio
+from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.servicers.booking import BookingServicer
+from server.servicers.fleet import FleetServicer
+from server.settings import Settings
+from services.booking import BookingService
+from services.changes import ChangeNotifier, NullNotifier
+from services.clock import Clock, SystemClock
+from services.fleet import FleetService
+from services.storage.engine import create_engine
+from services.storage.unit_of_work import UnitOfWorkFactory, unit_of_work_factory
+
+
+@dataclass
+class ServicerRegistration:
+    service_name: str  # "exodrive.v1.FleetService"
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: object
+
+
+@dataclass
+class Application:
+    settings: Settings
+    engine: AsyncEngine
+    redis: redis.asyncio.Redis | None
+    clock: Clock
+    uow: UnitOfWorkFactory
+    notifier: ChangeNotifier
+    fleet: FleetService
+    bookings: BookingService
+    servicers: list[ServicerRegistration] = field(default_factory=list)
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = field(default_factory=list)
+
+    async def ping_database(self) -> bool:
+        """Readiness: True when PostgreSQL answers a query."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Disposes the database pool and closes Redis; safe to call twice."""
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def database_url_of(settings: Settings) -> str:
+    if not settings.database_url:
+        raise ValueError("settings.database_url is not set (the CLI starts an embedded server first)")
+    return settings.database_url
+
+
+async def build_application(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    notifier: ChangeNotifier | None = None,
+    engine: AsyncEngine | None = None,
+    redis_client: redis.asyncio.Redis | None = None,
+) -> Application:
+    engine = engine or create_engine(
+        database_url_of(settings),
+        pool_size=settings.db_pool_size,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    if redis_client is None and settings.redis_url:
+        redis_client = redis.asyncio.Redis.from_url(settings.redis_url)
+    clock = clock or SystemClock(settings.business_timezone)
+    notifier = notifier or NullNotifier()
+    uow = unit_of_work_factory(engine)
+
+    fleet = FleetService(
+        uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days
+    )
+    bookings = BookingService(
+        uow,
+        clock,
+        notifier,
+        fleet,
+        hold=timedelta(minutes=settings.hold_minutes),
+        access_token_grace=timedelta(days=settings.access_token_grace_days),
+    )
+    servicers = [
+        ServicerRegistration(
+            "exodrive.v1.FleetService",
+            fleet_pb2_grpc.add_FleetServiceServicer_to_server,
+            FleetServicer(fleet, default_currency=settings.currency),
+        ),
+        ServicerRegistration(
+            "exodrive.v1.BookingService",
+            booking_pb2_grpc.add_BookingServiceServicer_to_server,
+            BookingServicer(bookings),
+        ),
+    ]
+    return Application(
+        settings=settings,
+        engine=engine,
+        redis=redis_client,
+        clock=clock,
+        uow=uow,
+        notifier=notifier,
+        fleet=fleet,
+        bookings=bookings,
+        servicers=servicers,
+        interceptors=[],
+    )
