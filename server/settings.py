@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- HTTP gateway -------------------------------------------------------------------
+    # Largest request body the gateway reads; larger ones are refused with 413.
+    gateway_max_body_bytes: int = 1_048_576
+    # Deadline of an upstream call when the request sends no `Grpc-Timeout`.
+    gateway_timeout_seconds: float = 10.0
+
     # --- webhooks -----------------------------------------------------------------------
     # Several secrets may be valid at once while one is rotated.
     resend_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

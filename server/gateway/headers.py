@@ -1,0 +1,100 @@
+"""HTTP headers <-> gRPC metadata.
+
+In: `Authorization`, the trace id, the guest's `X-Booking-Token`, the provider's `svix-*` and
+`webhook-*` signature headers, `Grpc-Metadata-*` headers, and `X-Forwarded-For` with the peer
+appended (the server trusts it only from configured proxies). Out: the edge's response metadata
+as `X-Trace-Id`, `X-Cache`, `X-RateLimit-*`, `Retry-After`, `X-Response-Time`, plus the IETF
+`RateLimit` / `RateLimit-Policy` fields.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+
+from services.errors import invalid_field
+
+GRPC_METADATA_PREFIX = "grpc-metadata-"
+_PASS_THROUGH = ("authorization", "x-booking-token", "traceparent", "tracestate")
+_PASS_PREFIXES = ("svix-", "webhook-")
+# Headers HTTP owns; never metadata even when spelled as Grpc-Metadata-*.
+_RESERVED = ("content-type", "content-length", "host", "te", "connection", "user-agent", "grpc-")
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+RESPONSE_HEADERS = {
+    "x-trace-id": "X-Trace-Id",
+    "x-cache": "X-Cache",
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+    "retry-after": "Retry-After",
+    "x-response-time": "X-Response-Time",
+}
+EXPOSED_HEADERS = [*RESPONSE_HEADERS.values(), "RateLimit", "RateLimit-Policy"]
+
+
+def trace_id_of(headers: Mapping[str, str]) -> str:
+    """The caller's trace id when well formed (`X-Trace-Id`, else W3C `traceparent`), else a new one."""
+    given = headers.get("x-trace-id", "")
+    if _TRACE_ID.fullmatch(given):
+        return given.lower()
+    parent = _TRACEPARENT.fullmatch(headers.get("traceparent", ""))
+    if parent is not None and parent.group(1) != "0" * 32:
+        return parent.group(1)
+    return uuid.uuid4().hex
+
+
+def timeout_of(headers: Mapping[str, str], default: float) -> float:
+    """Seconds from `Grpc-Timeout` (gRPC's wire format, e.g. `500m`), else the default."""
+    given = headers.get("grpc-timeout")
+    if given is None:
+        return default
+    found = _GRPC_TIMEOUT.fullmatch(given.strip())
+    if found is None:
+        raise invalid_field("Grpc-Timeout", "must be 1 to 8 digits and a unit of H, M, S, m, u or n")
+    return int(found.group(1)) * _TIMEOUT_UNITS[found.group(2)]
+
+
+def request_metadata(
+    headers: Iterable[tuple[str, str]], peer: str | None, trace_id: str
+) -> list[tuple[str, str]]:
+    metadata: list[tuple[str, str]] = [("x-trace-id", trace_id)]
+    forwarded: list[str] = []
+    for raw_key, value in headers:
+        key = raw_key.lower()
+        if key in _PASS_THROUGH or key.startswith(_PASS_PREFIXES):
+            metadata.append((key, value))
+        elif key == "x-forwarded-for":
+            forwarded.append(value)
+        elif key.startswith(GRPC_METADATA_PREFIX):
+            name = key[len(GRPC_METADATA_PREFIX) :]
+            if name and not name.endswith("-bin") and not name.startswith(_RESERVED) and name != "x-trace-id":
+                metadata.append((name, value))
+    if peer:
+        forwarded.append(peer)
+    if forwarded:
+        metadata.append(("x-forwarded-for", ", ".join(forwarded)))
+    return metadata
+
+
+def response_headers(metadata: Sequence[tuple[str, str | bytes]]) -> dict[str, str]:
+    """Headers from initial then trailing metadata (later values win)."""
+    headers: dict[str, str] = {}
+    for key, value in metadata:
+        if isinstance(value, bytes):
+            continue
+        name = RESPONSE_HEADERS.get(key)
+        if name is not None:
+            headers[name] = value
+    limit = headers.get("X-RateLimit-Limit")
+    remaining = headers.get("X-RateLimit-Remaining")
+    reset = headers.get("X-RateLimit-Reset")
+    if limit and remaining and reset:
+        # draft-ietf-httpapi-ratelimit-headers: quota, remaining and seconds to reset.
+        headers["RateLimit-Policy"] = f'"default";q={limit}'
+        headers["RateLimit"] = f'"default";r={remaining};t={reset}'
+    return headers
