@@ -9,6 +9,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from services.errors import DomainError, Reason
 
 ERROR_DOMAIN = "exodrive.com"
+# ErrorInfo metadata key naming the rate-limit budget of a RATE_LIMITED error (its QuotaFailure subject).
+QUOTA_SUBJECT = "quota_subject"
 
 CODES: dict[Reason, grpc.StatusCode] = {
     Reason.VALIDATION_ERROR: grpc.StatusCode.INVALID_ARGUMENT,
@@ -33,7 +35,7 @@ def code_of(reason: Reason) -> grpc.StatusCode:
 
 
 def status_of(error: DomainError, trace_id: str) -> status_pb2.Status:
-    """The rich status of an error: ErrorInfo always, BadRequest and RetryInfo when they apply."""
+    """The rich status of an error: ErrorInfo always; BadRequest, QuotaFailure, RetryInfo when they apply."""
     code = code_of(error.reason)
     status = status_pb2.Status(code=_rpc_code(code), message=error.message)
     info = error_details_pb2.ErrorInfo(
@@ -50,6 +52,12 @@ def status_of(error: DomainError, trace_id: str) -> status_pb2.Status:
             ]
         )
         status.details.add().Pack(bad_request)
+    if error.reason is Reason.RATE_LIMITED:
+        # Which budget ran out: the limiter puts its (hashed, personal-data-free) bucket in metadata.
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=error.metadata.get(QUOTA_SUBJECT, ""), description=error.message
+        )
+        status.details.add().Pack(error_details_pb2.QuotaFailure(violations=[violation]))
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
