@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from server.health import Health
 
@@ -40,7 +41,7 @@ class Servable(Protocol):
     @property
     def servicers(self) -> Sequence[Registration]: ...
     @property
-    def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]: ...
+    def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor[Any, Any]]: ...
     async def ping_database(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -77,7 +78,7 @@ class GrpcServer:
     def _add_reflection(self, names: Sequence[str]) -> None:
         health_name: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         served = [*names, health_name, reflection.SERVICE_NAME, REFLECTION_V1]
-        servicer = reflection.aio.ReflectionServicer(served)
+        servicer = ReflectionServicer(served)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
         # v1 messages are wire-identical to v1alpha, so one servicer answers both names.
         v1 = grpc.method_handlers_generic_handler(
