@@ -18,6 +18,9 @@ from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.interceptors import build_interceptors
+from server.metrics import Metrics
+from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
 from server.servicers.fleet import FleetServicer
 from server.settings import Settings
@@ -48,6 +51,7 @@ class Application:
     bookings: BookingService
     servicers: list[ServicerRegistration] = field(default_factory=list)
     interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def ping_database(self) -> bool:
         """Readiness: True when PostgreSQL answers a query."""
@@ -78,6 +82,7 @@ async def build_application(
     notifier: ChangeNotifier | None = None,
     engine: AsyncEngine | None = None,
     redis_client: redis.asyncio.Redis | None = None,
+    metrics: Metrics | None = None,
 ) -> Application:
     engine = engine or create_engine(
         database_url_of(settings),
@@ -89,6 +94,8 @@ async def build_application(
     clock = clock or SystemClock(settings.business_timezone)
     notifier = notifier or NullNotifier()
     uow = unit_of_work_factory(engine)
+    metrics = metrics or Metrics()
+    interceptors = build_interceptors(settings, PolicyTable(), metrics)
 
     fleet = FleetService(
         uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days
@@ -123,5 +130,6 @@ async def build_application(
         fleet=fleet,
         bookings=bookings,
         servicers=servicers,
-        interceptors=[],
+        interceptors=interceptors,
+        metrics=metrics,
     )

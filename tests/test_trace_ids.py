@@ -8,6 +8,7 @@ import logging
 
 import grpc
 import pytest
+from edge_harness import edge_server, metadata_of, metadata_of_call, status_details
 from exodrive.v1 import fleet_pb2
 from google.rpc import error_details_pb2
 
@@ -17,7 +18,6 @@ from server.logging_setup import configure_logging, redact
 from server.metrics import Metrics
 from server.policy import PolicyTable
 from server.settings import Settings
-from edge_harness import edge_server, metadata_of, metadata_of_call, status_details
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
