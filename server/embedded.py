@@ -26,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -109,6 +110,13 @@ class EmbeddedServers:
         finally:
             self._started = False
             self._release_lock()
+
+    def stop_postgres(self) -> None:
+        """Stops PostgreSQL alone (Redis keeps running), e.g. to watch readiness fall."""
+        self._stop_postgres()
+
+    def start_postgres(self) -> None:
+        self._start_postgres()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -207,7 +215,10 @@ class EmbeddedServers:
         """As root, PostgreSQL refuses to run: it runs as a `pgserver` system user instead."""
         if not _running_as_root():
             return None
-        from pgserver import utils
+        with warnings.catch_warnings():
+            # Importing pgserver computes a runtime folder it never uses here, and warns about it.
+            warnings.simplefilter("ignore")
+            from pgserver import utils
 
         bin_path = _pg_bin_path()
         utils.ensure_user_exists(_PG_SYSTEM_USER)

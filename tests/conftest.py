@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import grpc
 import psycopg
 import pytest
 from psycopg import sql
 
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.bootstrap import Application
+    from server.grpc_server import GrpcServer
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -64,7 +71,42 @@ def settings(database_url: str, redis_url: str) -> Settings:
         database_url=database_url,
         redis_url=redis_url,
         redis_key_prefix=f"exodrive-test-{RUN_ID}",
-        jwt_secret="test-secret-that-is-long-enough-for-hs256",  # noqa: S106
+        jwt_secret="test-secret-that-is-long-enough-for-hs256",
         seed_demo_fleet=False,
     )
 
+
+@pytest.fixture(scope="session")
+def migrated_settings(settings: Settings) -> Settings:
+    """`settings` whose session database has the whole schema (migrated once per session)."""
+    from server import schema
+
+    assert settings.database_url is not None
+    schema.upgrade(settings.database_url)
+    return settings
+
+
+@dataclass
+class RunningServer:
+    """A full application served over gRPC on 127.0.0.1 in the test's event loop."""
+
+    address: str
+    channel: grpc.aio.Channel
+    app: Application
+    server: GrpcServer
+
+
+@pytest.fixture
+async def running_server(migrated_settings: Settings) -> AsyncIterator[RunningServer]:
+    from server.bootstrap import build_application
+    from server.grpc_server import GrpcServer
+
+    app = await build_application(migrated_settings)
+    server = GrpcServer(app, host="127.0.0.1", port=0, grace_seconds=migrated_settings.shutdown_grace_seconds)
+    await server.start()
+    channel = grpc.aio.insecure_channel(server.address)
+    try:
+        yield RunningServer(server.address, channel, app, server)
+    finally:
+        await channel.close()
+        await server.stop(grace_seconds=1.0)
