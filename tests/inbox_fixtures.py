@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
+from resend_samples import SECRET
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,6 @@ from services.storage.engine import create_engine
 from services.storage.inbox_unit_of_work import InboxUnitOfWorkFactory, inbox_unit_of_work_factory
 from services.webhook_signature import SignatureVerifier
 from services.webhooks import WebhookService
-from resend_samples import SECRET
 
 APP_ROLE = "exodrive_app"
 

@@ -8,7 +8,10 @@ import uuid
 from dataclasses import asdict
 from datetime import timedelta
 
+import inbox_fixtures
 import pytest
+from inbox_fixtures import insert_booking
+from resend_samples import encode, event, now, sign
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,8 +21,12 @@ from services.inbox import InboxService
 from services.inbox_model import EmailFilter, WebhookEventFilter
 from services.principal import Principal, Role
 from services.webhooks import WebhookService
-from inbox_fixtures import engine, inbox, insert_booking, uow, webhooks  # noqa: F401
-from resend_samples import encode, event, now, sign
+
+# Fixtures shared with the other inbox tests.
+engine = inbox_fixtures.engine
+uow = inbox_fixtures.uow
+webhooks = inbox_fixtures.webhooks
+inbox = inbox_fixtures.inbox
 
 ADMIN = Principal(Role.ADMIN, "admin-1")
 CUSTOMER = Principal(Role.CUSTOMER, "customer-1")
@@ -63,7 +70,8 @@ async def test_each_event_type_sets_its_status(
     receipt = await deliver(
         webhooks, event(event_type, resend_id, t0 + timedelta(seconds=5), sent_at=t0, **extra)
     )
-    assert receipt.status is WebhookEventStatus.PROCESSED and not receipt.duplicate
+    assert receipt.status is WebhookEventStatus.PROCESSED
+    assert not receipt.duplicate
     email = await email_of(inbox, resend_id)
     assert email.status is status
     assert email.last_event_type == event_type
@@ -189,12 +197,14 @@ async def test_booking_tag_links_and_deleted_booking_leaves_email_with_null_link
     assert (await email_of(inbox, garbage)).booking_id is None
 
     detail = await inbox.get_email(ADMIN, email.id)
-    assert detail.booking is not None and detail.booking.status == "CONFIRMED"
+    assert detail.booking is not None
+    assert detail.booking.status == "CONFIRMED"
 
     async with engine.begin() as db:
         await db.execute(text("DELETE FROM bookings WHERE id = :id"), {"id": booking_id})
     after = await email_of(inbox, linked)
-    assert after is not None and after.booking_id is None
+    assert after is not None
+    assert after.booking_id is None
     assert (await inbox.get_email(ADMIN, email.id)).booking is None
 
 
@@ -248,13 +258,14 @@ async def test_malformed_signed_body_is_stored_failed_and_refused_naming_the_fie
     with pytest.raises(DomainError) as caught:
         await webhooks.handle_resend(body, headers)
     assert caught.value.reason is Reason.VALIDATION_ERROR
-    assert [v.field for v in caught.value.violations][0] == field
+    assert caught.value.violations[0].field == field
     events, _ = await webhooks.list_events(
         ADMIN, WebhookEventFilter(status=WebhookEventStatus.FAILED), page_size=100
     )
     stored = next(e for e in events if e.provider_event_id == headers["svix-id"])
     assert stored.body == body
-    assert stored.last_error and field in stored.last_error
+    assert stored.last_error is not None
+    assert field in stored.last_error
 
 
 async def test_bad_signature_stores_nothing_and_is_counted(
