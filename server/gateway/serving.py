@@ -19,7 +19,11 @@ class GatewayServer:
         self._socket.bind((host, port))
         self.host = host
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        # proxy_headers off: the client address must be the socket peer, which the gateway appends
+        # to X-Forwarded-For itself; uvicorn would otherwise take the client's own header as truth.
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -174,6 +174,46 @@ def _parse_error_path(route: Route, text: str) -> str:
     return ".".join(parts) or (route.body if route.body not in ("", "*") else "body")
 
 
+def _check_value(field: Any, value: Any, path: str) -> None:
+    """Reject JSON shapes that json_format would silently drop with unknown fields ignored."""
+    if value is None:
+        return
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        if not isinstance(value, dict):
+            raise invalid_field(path, "must be a JSON object")
+        for item in value.values():
+            _check_single(entry.fields_by_name["value"], item, path)
+    elif field.is_repeated:
+        if not isinstance(value, list):
+            raise invalid_field(path, "must be a JSON array")
+        for item in value:
+            _check_single(field, item, path)
+    else:
+        _check_single(field, value, path)
+
+
+def _check_single(field: Any, value: Any, path: str) -> None:
+    if field.message_type is not None:
+        # Well-known types have their own JSON forms; json_format judges those strictly.
+        if not field.message_type.full_name.startswith("google.protobuf."):
+            _check_message(field.message_type, value, path)
+    elif field.type == FieldDescriptor.TYPE_ENUM and isinstance(value, str):
+        enum: Any = field.enum_type
+        if value not in enum.values_by_name:
+            names = ", ".join(v.name for v in enum.values)
+            raise invalid_field(path, f"must be one of {names}")
+
+
+def _check_message(message_descriptor: Any, value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise invalid_field(path or "body", "must be a JSON object")
+    for key, item in value.items():
+        field = _field(message_descriptor, key)
+        if field is not None:
+            _check_value(field, item, f"{path}.{field.name}" if path else field.name)
+
+
 def _parse_json_body(route: Route, request: message.Message, raw: bytes) -> None:
     body_name = route.body if route.body != "*" else "body"
     if not raw.strip():
@@ -183,15 +223,11 @@ def _parse_json_body(route: Route, request: message.Message, raw: bytes) -> None
     except (ValueError, RecursionError):
         raise invalid_field(body_name, "must be valid JSON") from None
     if route.body == "*":
-        if not isinstance(document, dict):
-            raise invalid_field("body", "must be a JSON object")
+        _check_message(request.DESCRIPTOR, document, "")
         wrapped: dict[str, Any] = document
     else:
-        field = request.DESCRIPTOR.fields_by_name[route.body]
-        # Well-known types take other JSON forms; ParseDict judges those.
-        own_message = field.message_type is not None and field.message_type.full_name.startswith("exodrive.")
-        if own_message and not field.is_repeated and not isinstance(document, dict):
-            raise invalid_field(route.body, "must be a JSON object")
+        field: Any = request.DESCRIPTOR.fields_by_name[route.body]
+        _check_value(field, document, route.body)
         wrapped = {field.json_name: document}
     try:
         json_format.ParseDict(wrapped, request, ignore_unknown_fields=True)
