@@ -111,15 +111,13 @@ class CarRepository:
             query = query.where(cars.c.featured.is_(True))
         if after is not None:
             # Keyset: featured DESC, slug ASC, id ASC.
-            query = query.where(
-                or_(
-                    cars.c.featured < after.featured,
-                    and_(
-                        cars.c.featured == after.featured,
-                        tuple_(cars.c.slug, cars.c.id) > tuple_(after.slug, after.id),
-                    ),
+            later_in_group = tuple_(cars.c.slug, cars.c.id) > tuple_(after.slug, after.id)
+            if after.featured:
+                query = query.where(
+                    or_(cars.c.featured.is_(False), and_(cars.c.featured.is_(True), later_in_group))
                 )
-            )
+            else:
+                query = query.where(cars.c.featured.is_(False), later_in_group)
         query = query.order_by(cars.c.featured.desc(), cars.c.slug, cars.c.id).limit(limit)
         rows = (await self._db.execute(query)).all()
         fees = await self._fees([row.id for row in rows])
