@@ -119,6 +119,7 @@ def _raise_shutdown(signum: int, frame: FrameType | None) -> NoReturn:
 async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: bool) -> None:
     """One server process: gRPC (+ the gateway when enabled) and the hold-expiry job."""
     from server.bootstrap import build_application
+    from server.gateway.command import trust_own_gateway
     from server.grpc_server import GrpcServer
     from server.jobs import hold_expiry_job
 
@@ -127,6 +128,8 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    if http:
+        settings = trust_own_gateway(settings)
     app = await build_application(settings)
     server = GrpcServer(
         app,
@@ -354,8 +357,20 @@ def add_token(commands: Subparsers) -> None:
     token.set_defaults(handler=cmd_token)
 
 
+def add_gateway(commands: Subparsers) -> None:
+    from server.gateway.command import add_gateway as add
+
+    add(commands)
+
+
 # Each adds one subcommand; a new command is one more function here.
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_serve, add_migrate, add_seed, add_token)
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_serve,
+    add_migrate,
+    add_seed,
+    add_token,
+    add_gateway,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
