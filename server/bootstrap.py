@@ -95,7 +95,7 @@ async def build_application(
     notifier = notifier or NullNotifier()
     uow = unit_of_work_factory(engine)
     metrics = metrics or Metrics()
-    interceptors = build_interceptors(settings, PolicyTable(), metrics)
+    interceptors = build_interceptors(settings, PolicyTable(), metrics, redis_client=redis_client)
 
     fleet = FleetService(
         uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days

