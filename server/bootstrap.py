@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 import redis.asyncio
-from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc
+from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc, inbox_pb2_grpc, webhook_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,13 +23,19 @@ from server.metrics import Metrics
 from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
 from server.servicers.fleet import FleetServicer
+from server.servicers.inbox import InboxServicer
+from server.servicers.webhook import WebhookServicer
 from server.settings import Settings
 from services.booking import BookingService
 from services.changes import ChangeNotifier, NullNotifier
 from services.clock import Clock, SystemClock
 from services.fleet import FleetService
+from services.inbox import InboxService
 from services.storage.engine import create_engine
+from services.storage.inbox_unit_of_work import inbox_unit_of_work_factory
 from services.storage.unit_of_work import UnitOfWorkFactory, unit_of_work_factory
+from services.webhook_signature import SignatureVerifier
+from services.webhooks import WebhookService
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Application:
     notifier: ChangeNotifier
     fleet: FleetService
     bookings: BookingService
+    inbox: InboxService
+    webhooks: WebhookService
     servicers: list[ServicerRegistration] = field(default_factory=list)
     interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
@@ -108,6 +116,10 @@ async def build_application(
         hold=timedelta(minutes=settings.hold_minutes),
         access_token_grace=timedelta(days=settings.access_token_grace_days),
     )
+    inbox_uow = inbox_unit_of_work_factory(engine)
+    inbox = InboxService(inbox_uow)
+    secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secrets]
+    webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock))
     servicers = [
         ServicerRegistration(
             "exodrive.v1.FleetService",
@@ -119,6 +131,16 @@ async def build_application(
             booking_pb2_grpc.add_BookingServiceServicer_to_server,
             BookingServicer(bookings),
         ),
+        ServicerRegistration(
+            "exodrive.v1.InboxService",
+            inbox_pb2_grpc.add_InboxServiceServicer_to_server,
+            InboxServicer(inbox),
+        ),
+        ServicerRegistration(
+            "exodrive.v1.WebhookService",
+            webhook_pb2_grpc.add_WebhookServiceServicer_to_server,
+            WebhookServicer(webhooks),
+        ),
     ]
     return Application(
         settings=settings,
@@ -129,6 +151,8 @@ async def build_application(
         notifier=notifier,
         fleet=fleet,
         bookings=bookings,
+        inbox=inbox,
+        webhooks=webhooks,
         servicers=servicers,
         interceptors=interceptors,
         metrics=metrics,
