@@ -210,6 +210,11 @@ def run_workers(settings: Settings, workers: int, *, http: bool) -> None:
             holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             holder.bind((settings.host, 0))
             port = holder.getsockname()[1]
+        if http:
+            from server.gateway.command import trust_own_gateway
+
+            # The workers sit behind this process's gateway: they believe its x-forwarded-for.
+            settings = trust_own_gateway(settings)
         env = {**os.environ, **child_environment(settings)}
         command = [sys.executable, "-m", "server.cli", "serve", "--child", "--port", str(port)]
         children = [
@@ -228,6 +233,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url or "",
         "EXODRIVE_HOST": settings.host,
         "EXODRIVE_SHUTDOWN_GRACE_SECONDS": str(settings.shutdown_grace_seconds),
+        "EXODRIVE_TRUSTED_PROXIES": ",".join(settings.trusted_proxies),
     }
     if settings.jwt_secret is not None:
         env["EXODRIVE_JWT_SECRET"] = settings.jwt_secret.get_secret_value()

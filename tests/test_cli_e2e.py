@@ -1,0 +1,298 @@
+"""The real `exodrive serve` on the zero-config default, as a subprocess: typed client, `buf curl`,
+SIGTERM, and nothing left running. Also `migrate`, `token`, and `serve --workers 2`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import grpc
+import jwt
+import psutil
+import pytest
+from exodrive.v1 import booking_pb2, fleet_pb2
+from google.type import date_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients import ExoDriveSyncClient, NotFound
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+EXODRIVE = Path(sys.executable).parent / "exodrive"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def zero_config_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in env.items() if not k.startswith("EXODRIVE_")}
+    env.update(extra)
+    return env
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """Processes still running on the data folder, and sockets left in it."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if str(data_dir) in command:
+            found.append(f"{process.info['pid']}: {command}")
+    found += [str(path) for path in data_dir.rglob("*") if path.is_socket()]
+    return found
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    port: int
+    http_port: int
+    data_dir: Path
+    started_seconds: float
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def wait_serving(address: str, process: subprocess.Popen[str], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            assert process.poll() is None, "serve exited during start-up"
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become SERVING"
+            time.sleep(0.05)
+
+
+def start_serve(data_dir: Path, *extra: str) -> Served:
+    port, http_port = free_port(), free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            str(EXODRIVE),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--http-port",
+            str(http_port),
+            *extra,
+        ],
+        env=zero_config_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_serving(f"127.0.0.1:{port}", process)
+    return Served(process, port, http_port, data_dir, time.monotonic() - started)
+
+
+def stop_serve(served: Served) -> str:
+    served.process.send_signal(signal.SIGTERM)
+    _, stderr = served.process.communicate(timeout=30)
+    assert served.process.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    data_dir = tmp_path_factory.mktemp("serve") / "data"
+    served = start_serve(data_dir)
+    print(f"cold start until SERVING: {served.started_seconds:.2f}s")
+    try:
+        yield served
+    finally:
+        if served.process.poll() is None:
+            stop_serve(served)
+
+
+def date_of(day: date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def test_client_lists_the_seeded_fleet_and_books(served: Served) -> None:
+    with ExoDriveSyncClient(served.address) as client:
+        cars = client.fleet.list_cars(fleet_pb2.ListCarsRequest(page_size=50)).cars
+        assert len(cars) >= 8
+        car = cars[0]
+        start = date.today() + timedelta(days=30)
+        reply = client.bookings.create_booking.with_reply(
+            booking_pb2.CreateBookingRequest(
+                request_id=str(uuid.uuid4()),
+                car_id=car.car_id,
+                start_date=date_of(start),
+                end_date=date_of(start + timedelta(days=max(car.minimum_days, 3))),
+                contact=booking_pb2.Contact(
+                    full_name="Ada Guest", email="ada@example.com", phone="+15550100"
+                ),
+            ),
+            trace_id="0af7651916cd43dd8448eb211c80319c",
+        )
+        assert reply.trace_id == "0af7651916cd43dd8448eb211c80319c"
+        assert reply.response.booking.status == booking_pb2.BOOKING_STATUS_PENDING
+        assert reply.response.access_token
+        with pytest.raises(NotFound) as missing:
+            client.fleet.get_car(fleet_pb2.GetCarRequest(car_id=str(uuid.uuid4())))
+        assert missing.value.reason == "CAR_NOT_FOUND"
+        assert missing.value.trace_id
+
+
+def test_buf_curl_lists_services_and_creates_a_booking(served: Served) -> None:
+    if not BUF.exists():
+        pytest.skip("buf is installed by `make setup` (npm)")
+    base = f"http://{served.address}"
+    listed = subprocess.run(
+        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services", base],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    services = set(listed.stdout.split())
+    assert {"exodrive.v1.FleetService", "exodrive.v1.BookingService", "grpc.health.v1.Health"} <= services
+
+    cars = subprocess.run(
+        [
+            str(BUF),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            f"{base}/exodrive.v1.FleetService/ListCars",
+            "-d",
+            "{}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    car = json.loads(cars.stdout)["cars"][-1]
+    start = date.today() + timedelta(days=60)
+    end = start + timedelta(days=max(int(car.get("minimumDays", 1)), 2))
+    body = {
+        "requestId": str(uuid.uuid4()),
+        "carId": car["carId"],
+        "startDate": {"year": start.year, "month": start.month, "day": start.day},
+        "endDate": {"year": end.year, "month": end.month, "day": end.day},
+        "contact": {"fullName": "Grace Guest", "email": "grace@example.com", "phone": "+15550101"},
+    }
+    created = subprocess.run(
+        [
+            str(BUF),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            f"{base}/exodrive.v1.BookingService/CreateBooking",
+            "-d",
+            json.dumps(body),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    booking = json.loads(created.stdout)["booking"]
+    assert booking["carId"] == car["carId"]
+    assert booking["status"] == "BOOKING_STATUS_PENDING"
+
+
+def test_sigterm_leaves_nothing_running_and_a_warm_start_is_fast(served: Served) -> None:
+    stderr = stop_serve(served)
+    assert "shutting down" in stderr
+    assert leftovers(served.data_dir) == []
+    warm = start_serve(served.data_dir)
+    print(f"warm start until SERVING: {warm.started_seconds:.2f}s")
+    stop_serve(warm)
+    assert leftovers(served.data_dir) == []
+
+
+def test_sigkill_then_restart_recovers_and_cleans_up(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_serve(data_dir)
+    first.process.kill()
+    first.process.wait()
+    # The embedded servers outlive a SIGKILLed owner...
+    assert leftovers(data_dir) != []
+    # ...until the next start finds and stops them.
+    second = start_serve(data_dir)
+    stop_serve(second)
+    assert leftovers(data_dir) == []
+
+
+def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    served = start_serve(data_dir, "--workers", "2", "--no-http")
+    pids = set()
+    for _ in range(40):
+        with grpc.insecure_channel(served.address) as channel:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+        pids = {child.pid for child in psutil.Process(served.process.pid).children()}
+    workers = [p for p in psutil.Process(served.process.pid).children() if "--child" in p.cmdline()]
+    assert len(workers) == 2
+    stop_serve(served)
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
+    )
+    assert leftovers(data_dir) == []
+
+
+def test_migrate_and_token_commands(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = zero_config_env()
+
+    def exodrive(*args: str) -> str:
+        done = subprocess.run(
+            [str(EXODRIVE), *args, "--data-dir", str(data_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip()
+
+    assert exodrive("migrate", "current") == "base"
+    head = exodrive("migrate", "up")
+    assert head != "base"
+    assert exodrive("migrate", "down") == "base"
+    assert exodrive("migrate", "up") == head
+    assert leftovers(data_dir) == []
+
+    token = exodrive("token", "--role", "admin", "--sub", "ops-1", "--ttl", "60")
+    secret_file = data_dir / "jwt-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    claims = jwt.decode(token, secret_file.read_text().strip(), algorithms=["HS256"])
+    assert claims["sub"] == "ops-1"
+    assert claims["role"] == "admin"
+    assert claims["exp"] - claims["iat"] == 60
+    # The same secret on the next run: tokens from `token` verify against a later `serve`.
+    secret = secret_file.read_text()
+    later = exodrive("token", "--role", "customer", "--sub", "c-1")
+    assert secret_file.read_text() == secret
+    assert jwt.decode(later, secret.strip(), algorithms=["HS256"])["role"] == "customer"
