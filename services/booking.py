@@ -157,6 +157,15 @@ class BookingService:
             created = await self._insert(principal, request, fingerprint)
         except IntegrityError as exc:
             state, constraint = _sqlstate(exc)
+            conflict = (state, constraint) in {
+                ("23P01", BOOKINGS_NO_OVERLAP),
+                ("23505", BOOKINGS_REQUEST_ID_UNIQUE),
+            }
+            # A concurrent call with the same request_id may have won (its row trips either
+            # constraint first): then this call is a repeat of it.
+            replay = await self._replay(principal, request.request_id, fingerprint) if conflict else None
+            if replay is not None:
+                return replay
             if state == "23P01" and constraint == BOOKINGS_NO_OVERLAP:
                 raise DomainError(
                     Reason.CAR_UNAVAILABLE,
@@ -167,11 +176,6 @@ class BookingService:
                         "end_date": request.end_date.isoformat(),
                     },
                 ) from exc
-            if state == "23505" and constraint == BOOKINGS_REQUEST_ID_UNIQUE:
-                # A concurrent call with the same request_id won: answer as a repeat of it.
-                replay = await self._replay(principal, request.request_id, fingerprint)
-                if replay is not None:
-                    return replay
             raise
         await self._notifier.invalidate([car_bookings_tag(request.car_id)])
         return created

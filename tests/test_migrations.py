@@ -1,0 +1,120 @@
+"""Migrations: up, down to base and up again on an empty database; models equal migrations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from psycopg import sql
+from sqlalchemy import create_engine, inspect, pool
+
+from server import schema
+from server.settings import Settings
+from services.storage.all_tables import metadata
+from services.storage.engine import sqlalchemy_url
+
+MY_TABLES = {"cars", "car_fees", "customers", "bookings", "booking_events"}
+
+
+@pytest.fixture
+def empty_database(settings: Settings) -> Iterator[str]:
+    """A brand-new database beside the session's, dropped afterwards."""
+    assert settings.database_url is not None
+    admin = settings.database_url
+    name = f"exodrive_migrations_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_up_down_to_base_and_up_again(empty_database: str) -> None:
+    assert schema.current(empty_database) is None
+    schema.upgrade(empty_database)
+    assert schema.current(empty_database) == schema.head()
+    assert _tables(empty_database) >= MY_TABLES
+    schema.downgrade(empty_database, "base")
+    assert schema.current(empty_database) is None
+    assert _tables(empty_database) == set()
+    schema.upgrade(empty_database)
+    assert schema.current(empty_database) == schema.head()
+    assert _tables(empty_database) == set(metadata.tables)
+
+
+def test_models_match_migrations(migrated_settings: Settings) -> None:
+    assert migrated_settings.database_url is not None
+    engine = create_engine(sqlalchemy_url(migrated_settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_application_role_has_rights_on_the_tables(migrated_settings: Settings) -> None:
+    assert migrated_settings.database_url is not None
+    with psycopg.connect(migrated_settings.database_url) as conn:
+        for table in sorted(MY_TABLES):
+            granted = conn.execute(
+                "SELECT has_table_privilege('exodrive_app', %s, 'SELECT, INSERT, UPDATE, DELETE')", (table,)
+            ).fetchone()
+            assert granted == (True,), table
+
+
+def test_the_database_refuses_overlaps_and_bad_statuses(migrated_settings: Settings) -> None:
+    """The constraints hold even for writes that bypass the services."""
+    assert migrated_settings.database_url is not None
+    with psycopg.connect(migrated_settings.database_url) as conn:
+        car_id, key = conn.execute(
+            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
+            "VALUES (%s, 'Raw', 100, 0, 'USD') RETURNING id, key",
+            (f"raw-{uuid.uuid4().hex[:8]}",),
+        ).fetchone()  # type: ignore[misc]
+        customer_id = conn.execute(
+            "INSERT INTO customers (email, full_name) VALUES (%s, 'Raw') RETURNING id",
+            (f"raw-{uuid.uuid4().hex[:8]}@example.com",),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.commit()
+
+        def insert(start: str, end: str, status: str, car_key: int = key) -> None:
+            conn.execute(
+                "INSERT INTO bookings (car_id, car_key, customer_id, request_id, request_fingerprint, "
+                "start_date, end_date, status, contact_name, contact_email, currency, days, "
+                "daily_rate_cents, rental_cents, fees_total_cents, discount_percent, discount_cents, "
+                "discounted_subtotal_cents, tax_rate_basis_points, tax_cents, total_cents, deposit_cents) "
+                "VALUES (%s, %s, %s, gen_random_uuid(), 'f', %s, %s, %s, 'R', 'r@example.com', 'USD', "
+                "1, 100, 100, 0, 0, 0, 100, 0, 0, 100, 0)",
+                (car_id, car_key, customer_id, start, end, status),
+            )
+
+        insert("2031-01-10", "2031-01-12", "CONFIRMED")
+        insert("2031-01-12", "2031-01-13", "PENDING")  # back to back: allowed
+        insert("2031-01-11", "2031-01-12", "CANCELLED")  # released days: allowed
+        conn.commit()
+        with pytest.raises(psycopg.errors.ExclusionViolation):
+            insert("2031-01-11", "2031-01-12", "PENDING")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            insert("2031-02-01", "2031-02-02", "LOST")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            insert("2031-02-02", "2031-02-02", "PENDING")
+        conn.rollback()
+        # A booking's car_key must be its own car's key.
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            insert("2031-03-01", "2031-03-02", "PENDING", car_key=key + 1_000_000)
