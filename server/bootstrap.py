@@ -18,7 +18,7 @@ from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc, inbox_pb2_grpc, webhoo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.interceptors import build_interceptors
+from server.interceptors import build_cache, build_interceptors
 from server.metrics import Metrics
 from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
@@ -27,7 +27,7 @@ from server.servicers.inbox import InboxServicer
 from server.servicers.webhook import WebhookServicer
 from server.settings import Settings
 from services.booking import BookingService
-from services.changes import ChangeNotifier, NullNotifier
+from services.changes import ChangeNotifier
 from services.clock import Clock, SystemClock
 from services.fleet import FleetService
 from services.inbox import InboxService
@@ -100,10 +100,15 @@ async def build_application(
     if redis_client is None and settings.redis_url:
         redis_client = redis.asyncio.Redis.from_url(settings.redis_url)
     clock = clock or SystemClock(settings.business_timezone)
-    notifier = notifier or NullNotifier()
-    uow = unit_of_work_factory(engine)
     metrics = metrics or Metrics()
-    interceptors = build_interceptors(settings, PolicyTable(), metrics, redis_client=redis_client)
+    cache = build_cache(settings, redis_client, metrics)
+    # The cache is told of every committed change, even when switched off here: other processes
+    # sharing this Redis may have it on.
+    notifier = notifier or cache
+    uow = unit_of_work_factory(engine)
+    interceptors = build_interceptors(
+        settings, PolicyTable(), metrics, redis_client=redis_client, cache=cache
+    )
 
     fleet = FleetService(
         uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days

@@ -11,7 +11,9 @@ from __future__ import annotations
 import redis.asyncio
 
 from server.auth import Authenticator, authenticator_from
+from server.cache import RedisCache
 from server.interceptors.auth import AuthInterceptor
+from server.interceptors.cache import CacheInterceptor
 from server.interceptors.calls import ServerInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.metrics import MetricsInterceptor
@@ -33,6 +35,7 @@ def build_interceptors(
     redis_client: redis.asyncio.Redis | None = None,
     authenticator: Authenticator | None = None,
     rate_limiter: RateLimiter | None = None,
+    cache: RedisCache | None = None,
 ) -> list[ServerInterceptor]:
     """The interceptor chain of a server, in order. Switched-off features add no interceptor."""
     chain: list[ServerInterceptor] = [
@@ -56,7 +59,22 @@ def build_interceptors(
                 allowlist=settings.rate_limit_allowlist,
             )
         )
+    if settings.cache_enabled:
+        chain.append(
+            CacheInterceptor(policies, cache or build_cache(settings, redis_client, metrics), metrics)
+        )
     return chain
+
+
+def build_cache(settings: Settings, redis_client: redis.asyncio.Redis | None, metrics: Metrics) -> RedisCache:
+    """The cache of a process; also the services' change notifier (invalidation by tag)."""
+    return RedisCache(
+        redis_client,
+        redis_guard("cache", settings, metrics),
+        metrics,
+        key_prefix=settings.redis_key_prefix,
+        fill_wait_seconds=settings.cache_fill_wait_ms / 1000,
+    )
 
 
 def redis_guard(component: str, settings: Settings, metrics: Metrics) -> RedisGuard:
