@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.interceptors import build_cache, build_interceptors
-from server.metrics import Metrics
+from server.metrics import Metrics, PoolStats
 from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
 from server.servicers.fleet import FleetServicer
@@ -101,6 +101,8 @@ async def build_application(
         redis_client = redis.asyncio.Redis.from_url(settings.redis_url)
     clock = clock or SystemClock(settings.business_timezone)
     metrics = metrics or Metrics()
+    pool: Any = engine.pool
+    metrics.track_db_pool(lambda: PoolStats(pool.size(), pool.checkedout(), max(0, pool.overflow())))
     cache = build_cache(settings, redis_client, metrics)
     # The cache is told of every committed change, even when switched off here: other processes
     # sharing this Redis may have it on.
