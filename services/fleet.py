@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -217,9 +217,3 @@ class FleetService:
                 raise
         await self._notifier.invalidate([fleet_tag(), car_tag(car_id)])
         return await self.get_car(principal, car_id)
-
-    def today(self) -> date:
-        return self._clock.today()
-
-    def now(self) -> datetime:
-        return self._clock.now()
