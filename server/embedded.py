@@ -222,7 +222,10 @@ class EmbeddedServers:
 
         bin_path = _pg_bin_path()
         utils.ensure_user_exists(_PG_SYSTEM_USER)
-        utils.ensure_prefix_permissions(self.data_dir)
+        # Every folder above the cluster must be traversable by that user (pytest's are 0700).
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        shutil.chown(self.pgdata, user=_PG_SYSTEM_USER, group=_PG_SYSTEM_USER)
+        utils.ensure_prefix_permissions(self.pgdata)
         utils.ensure_prefix_permissions(bin_path)
         utils.ensure_folder_permissions(bin_path, 0o055)
         utils.ensure_folder_permissions(bin_path.parent / "lib", 0o044)
