@@ -481,3 +481,12 @@ async def test_inbox_and_webhook_admin_routes_reach_their_methods(stack: Stack) 
     assert stack.script.last().method == "ListWebhookEvents"
     await stack.http.post("/v1/webhooks/events/ev-1:replay", json={})
     assert stack.script.last().request == webhook_pb2.ReplayWebhookEventRequest(event_id="ev-1")
+
+
+async def test_odd_paths_are_transcoded_not_plain_text(stack: Stack) -> None:
+    response = await stack.http.get("/v1/cars/%0Aodd")
+    assert response.status_code == 200
+    assert stack.script.last().request == fleet_pb2.GetCarRequest(car_id="\nodd")
+    missing = await stack.http.get("/v1/%0A/nothing")
+    assert missing.headers["content-type"] == "application/json"
+    assert missing.status_code == 404

@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
+from starlette.routing import request_response
 
 from server.gateway.error_body import domain_error_document, error_document
 from server.gateway.headers import (
@@ -237,15 +238,18 @@ def create_gateway_app(
             max_age=600,
         )
     ]
-    return Starlette(
+    app = Starlette(
         routes=[
             StarletteRoute("/healthz", healthz, methods=["GET"]),
             StarletteRoute("/readyz", readyz, methods=["GET"]),
             StarletteRoute("/metrics", metrics_endpoint, methods=["GET"]),
             StarletteRoute("/openapi.json", openapi, methods=["GET"]),
             StarletteRoute("/docs", docs, methods=["GET"]),
-            StarletteRoute("/{path:path}", transcoding.handle, methods=ALL_METHODS),
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    # Everything else is transcoded. As the router's default rather than a `{path:path}` route,
+    # since Starlette's path patterns stop at a newline and would answer with a plain-text 404.
+    app.router.default = request_response(transcoding.handle)
+    return app
