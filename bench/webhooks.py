@@ -1,0 +1,242 @@
+"""Webhook ingestion and inbox listing, measured through the real gateway and gRPC server.
+
+    python -m bench.webhooks [--rate 100] [--seconds 10] [--emails 100000] [--samples 200]
+
+Uses DATABASE_URL / REDIS_URL when set, else embedded servers; works in a fresh database that is
+dropped afterwards. Ingestion is open-loop (requests leave on schedule whether or not earlier
+ones returned), so slow acks show up as latency rather than as a lower offered rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+from psycopg import sql
+from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook
+
+from server import schema
+from server.auth import mint_token
+from server.bootstrap import build_application
+from server.gateway import GatewayServer, create_gateway_app
+from server.grpc_server import GrpcServer
+from server.settings import Settings
+from services.principal import Role
+
+SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtb2YtMzItYnl0ZXM="
+JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
+EVENTS = ("email.sent", "email.delivered", "email.opened", "email.clicked")
+
+SEED_SQL = """
+INSERT INTO inbox_emails (resend_email_id, sender, recipients, recipient, subject, email_type, tags,
+                          status, status_rank, last_event_type, last_event_at, delivered_at, sent_at)
+SELECT 'seed-' || g,
+       'bookings@exodrive.com',
+       ARRAY['customer' || g || '@example.com'],
+       'customer' || g || '@example.com',
+       'Your booking EXO-' || upper(substr(md5(g::text), 1, 8)),
+       (ARRAY['booking_confirmation', 'payment_receipt', 'booking_cancellation', 'contract'])[1 + g %% 4],
+       jsonb_build_object('email_type',
+           (ARRAY['booking_confirmation', 'payment_receipt', 'booking_cancellation', 'contract'])[1 + g %% 4]),
+       s.status, s.rank, 'email.' || s.status,
+       now() - make_interval(secs => g),
+       CASE WHEN s.rank BETWEEN 3 AND 5 THEN now() - make_interval(secs => g) END,
+       now() - make_interval(secs => g + 60)
+FROM generate_series(1, %(count)s) AS g
+JOIN (VALUES ('sent', 1, 0), ('delivery_delayed', 2, 1), ('delivered', 3, 2), ('opened', 4, 3),
+             ('clicked', 5, 4), ('failed', 6, 5), ('bounced', 7, 6), ('complained', 8, 7))
+     AS s(status, rank, slot) ON s.slot = g %% 8
+"""
+
+
+@dataclass
+class Row:
+    name: str
+    count: int
+    p50_ms: float
+    tail_ms: float
+    tail_name: str
+    note: str = ""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    name = f"exodrive_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.asynccontextmanager
+async def stack(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = await build_application(settings)
+    server = GrpcServer(app, host="127.0.0.1", port=0, grace_seconds=1.0)
+    await server.start()
+    gateway = GatewayServer(create_gateway_app(settings, server.address))
+    await gateway.start()
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, limits=limits, timeout=30.0) as http:
+            yield http
+    finally:
+        await gateway.stop()
+        await server.stop(grace_seconds=1.0)
+        await app.close()
+
+
+def signed_event(webhook: Webhook, index: int) -> tuple[bytes, dict[str, str]]:
+    email = index // len(EVENTS)
+    at = datetime.now(UTC)
+    payload = {
+        "type": EVENTS[index % len(EVENTS)],
+        "created_at": (at + timedelta(milliseconds=index)).isoformat(),
+        "data": {
+            "email_id": f"bench-{email}",
+            "from": "ExoDrive <bookings@exodrive.com>",
+            "to": [f"guest{email}@example.com"],
+            "subject": f"Your booking EXO-{email:08d}",
+            "tags": [{"name": "email_type", "value": "booking_confirmation"}],
+        },
+    }
+    body = json.dumps(payload).encode()
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    headers = {
+        "svix-id": msg_id,
+        "svix-timestamp": str(int(at.timestamp())),
+        "svix-signature": webhook.sign(msg_id, at, body.decode()),
+        "content-type": "application/json",
+    }
+    return body, headers
+
+
+async def ingest(http: httpx.AsyncClient, rate: float, seconds: float) -> tuple[Row, float]:
+    webhook = Webhook(SECRET)
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(index: int) -> None:
+        nonlocal failures
+        body, headers = signed_event(webhook, index)
+        started = time.perf_counter()
+        response = await http.post("/api/webhooks/resend", content=body, headers=headers)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            failures += 1
+
+    tasks = []
+    start = time.perf_counter()
+    for index in range(total):
+        delay = start + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    row = Row(
+        f"ingest @ {rate:g}/s offered",
+        total,
+        statistics.median(latencies),
+        percentile(latencies, 0.99),
+        "p99",
+        f"{failures} non-200",
+    )
+    return row, total / elapsed
+
+
+async def timed(name: str, samples: int, call: Callable[[], Awaitable[httpx.Response]]) -> Row:
+    await call()  # warm-up
+    latencies = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        response = await call()
+        latencies.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return Row(name, samples, statistics.median(latencies), percentile(latencies, 0.95), "p95")
+
+
+async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> None:
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_key_prefix=f"exodrive-bench-{uuid.uuid4().hex[:8]}",
+        jwt_secret=JWT_SECRET,
+        resend_webhook_secrets=[SecretStr(SECRET)],
+        # The bench measures ingestion, not the limiter: 100/s is above the 600/min default.
+        rate_limit_webhook=1_000_000,
+        rate_limit_admin=1_000_000,
+        seed_demo_fleet=False,
+    )
+    schema.upgrade(database_url)
+    admin = {"Authorization": f"Bearer {mint_token(JWT_SECRET, role=Role.ADMIN, subject='bench')}"}
+    rows: list[Row] = []
+    async with stack(settings) as http:
+        row, sustained = await ingest(http, args.rate, args.seconds)
+        row.note += f", sustained {sustained:.1f} events/s"
+        rows.append(row)
+
+        seed_started = time.perf_counter()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(SEED_SQL, {"count": args.emails})  # type: ignore[arg-type]
+            conn.execute("ANALYZE inbox_emails")
+        seeded_in = time.perf_counter() - seed_started
+
+        def listing(**params: str) -> Callable[[], Awaitable[httpx.Response]]:
+            return lambda: http.get("/v1/inbox/emails", params=params, headers=admin)
+
+        n = args.samples
+        rows.append(await timed("ListEmails first page", n, listing()))
+        rows.append(await timed("ListEmails status=BOUNCED", n, listing(status="EMAIL_STATUS_BOUNCED")))
+        rows.append(await timed("ListEmails type=contract", n, listing(emailType="contract")))
+        rows.append(await timed("search rare 'customer4242'", n, listing(search="customer4242")))
+        rows.append(await timed("search common 'exo-'", n, listing(search="exo-")))
+        rows.append(await timed("search none 'zzz%_'", n, listing(search="zzz%_")))
+    print(f"\nwebhooks and inbox ({args.emails:,} seeded emails, seeded in {seeded_in:.2f} s)")
+    print(f"{'measure':34} {'n':>6} {'p50 ms':>8} {'tail ms':>9}  note")
+    for r in rows:
+        print(f"{r.name:34} {r.count:>6} {r.p50_ms:>8.2f} {r.tail_ms:>6.2f} {r.tail_name}  {r.note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--emails", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    with contextlib.ExitStack() as stack_:
+        if not (database_url and redis_url):
+            from server.embedded import EmbeddedServers
+
+            embedded = stack_.enter_context(EmbeddedServers(tempfile.mkdtemp(prefix="exodrive-bench-")))
+            database_url = database_url or embedded.database_url
+            redis_url = redis_url or embedded.redis_url
+        with fresh_database(database_url) as url:
+            asyncio.run(run(args, url, redis_url))
+
+
+if __name__ == "__main__":
+    main()
