@@ -48,9 +48,8 @@ SELECT 'seed-' || g,
        ARRAY['customer' || g || '@example.com'],
        'customer' || g || '@example.com',
        'Your booking EXO-' || upper(substr(md5(g::text), 1, 8)),
-       (ARRAY['booking_confirmation', 'payment_receipt', 'booking_cancellation', 'contract'])[1 + g %% 4],
-       jsonb_build_object('email_type',
-           (ARRAY['booking_confirmation', 'payment_receipt', 'booking_cancellation', 'contract'])[1 + g %% 4]),
+       t.email_type,
+       jsonb_build_object('email_type', t.email_type),
        s.status, s.rank, 'email.' || s.status,
        now() - make_interval(secs => g),
        CASE WHEN s.rank BETWEEN 3 AND 5 THEN now() - make_interval(secs => g) END,
@@ -59,6 +58,9 @@ FROM generate_series(1, %(count)s) AS g
 JOIN (VALUES ('sent', 1, 0), ('delivery_delayed', 2, 1), ('delivered', 3, 2), ('opened', 4, 3),
              ('clicked', 5, 4), ('failed', 6, 5), ('bounced', 7, 6), ('complained', 8, 7))
      AS s(status, rank, slot) ON s.slot = g %% 8
+JOIN (VALUES ('booking_confirmation', 0), ('payment_receipt', 1),
+             ('booking_cancellation', 2), ('contract', 3))
+     AS t(email_type, slot) ON t.slot = g %% 4
 """
 
 
