@@ -143,7 +143,12 @@ async def ingest(http: httpx.AsyncClient, rate: float, seconds: float) -> tuple[
         nonlocal failures
         body, headers = signed_event(webhook, index)
         started = time.perf_counter()
-        response = await http.post("/api/webhooks/resend", content=body, headers=headers)
+        try:
+            response = await http.post("/api/webhooks/resend", content=body, headers=headers)
+        except httpx.TransportError:
+            # An overloaded stack drops connections: counted, so the run still reports figures.
+            failures += 1
+            return
         latencies.append((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
             failures += 1
@@ -163,7 +168,7 @@ async def ingest(http: httpx.AsyncClient, rate: float, seconds: float) -> tuple[
         statistics.median(latencies),
         percentile(latencies, 0.99),
         "p99",
-        f"{failures} non-200",
+        f"{failures} failed",
     )
     return row, total / elapsed
 
