@@ -3,6 +3,7 @@ SIGTERM, and nothing left running. Also `migrate`, `token`, and `serve --workers
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import jwt
@@ -296,3 +298,49 @@ def test_migrate_and_token_commands(tmp_path: Path) -> None:
     later = exodrive("token", "--role", "customer", "--sub", "c-1")
     assert secret_file.read_text() == secret
     assert jwt.decode(later, secret.strip(), algorithms=["HS256"])["role"] == "customer"
+
+
+def test_token_command_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    for name in ("DATABASE_URL", "REDIS_URL", "EXODRIVE_JWT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["token", "--role", "service", "--sub", "svc-1", "--data-dir", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, (tmp_path / "jwt-secret").read_text().strip(), algorithms=["HS256"])
+    assert (claims["sub"], claims["role"]) == ("svc-1", "service")
+
+
+def test_migrate_current_in_process_on_given_urls(
+    migrated_settings: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server import schema
+    from server.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", migrated_settings.database_url)
+    monkeypatch.setenv("REDIS_URL", migrated_settings.redis_url)
+    assert main(["migrate", "current"]) == 0
+    assert capsys.readouterr().out.strip() == schema.head()
+
+
+async def test_hold_expiry_job_runs_and_survives_failures(running_server: Any) -> None:
+    from server.jobs import PeriodicJob, hold_expiry_job
+
+    job = hold_expiry_job(running_server.app.bookings.expire_overdue, interval_seconds=0.05)
+    job.start()
+    for _ in range(200):  # up to 2 s for two ticks
+        if job.runs >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert job.runs >= 2
+    await job.stop()
+    assert await job.run_once() == 0  # nothing overdue in a fresh database
+
+    async def broken() -> int:
+        raise RuntimeError("database down")
+
+    failing = PeriodicJob("broken", broken, 0.01)
+    assert await failing.run_once() == 0
+    assert failing.runs == 1
