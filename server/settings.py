@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _split_csv(value: object) -> object:
