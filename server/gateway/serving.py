@@ -14,7 +14,11 @@ class GatewayServer:
     """`await start()` binds and serves in the background; `await stop()` drains and closes."""
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto must be IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted
+        # sockets whose proto says TCP. Without it uvicorn's two writes per response (head, then
+        # body) meet Nagle and the client's delayed ACK: every keep-alive request took about 44 ms.
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host = host
