@@ -107,7 +107,8 @@ async def build_application(
     # The cache is told of every committed change, even when switched off here: other processes
     # sharing this Redis may have it on.
     notifier = notifier or cache
-    uow = unit_of_work_factory(engine)
+    session_role = settings.db_session_role or None
+    uow = unit_of_work_factory(engine, session_role=session_role)
     interceptors = build_interceptors(
         settings, PolicyTable(), metrics, redis_client=redis_client, cache=cache
     )
@@ -123,7 +124,7 @@ async def build_application(
         hold=timedelta(minutes=settings.hold_minutes),
         access_token_grace=timedelta(days=settings.access_token_grace_days),
     )
-    inbox_uow = inbox_unit_of_work_factory(engine)
+    inbox_uow = inbox_unit_of_work_factory(engine, session_role=session_role)
     inbox = InboxService(inbox_uow)
     secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secrets]
     webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock))

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".exodrive")
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
+    # The database role every transaction runs as (SET LOCAL ROLE): a non-superuser, so that row
+    # level security applies. The login role must be a member of it. Empty runs as the login role.
+    db_session_role: str = "exodrive_app"
     # Prefix of every Redis key, so that several deployments (or test runs) can share a server.
     redis_key_prefix: str = "exodrive"
     redis_timeout_ms: int = 50

@@ -3,6 +3,7 @@ transitions along the state machine, and the expiry of unconfirmed holds."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -14,13 +15,13 @@ from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
-from services import page_tokens
+from services import page_tokens, system_callers
 from services.changes import ChangeNotifier, car_bookings_tag
 from services.clock import Clock
 from services.errors import DomainError, FieldViolation, Reason, invalid, invalid_field
 from services.fleet import FleetService, car_not_found, page_size_of
 from services.model import TRANSITIONS, ActorType, Booking, BookingStatus, Contact
-from services.principal import Principal, Role
+from services.principal import Principal, Role, hash_token
 from services.storage.bookings import BookingCursor, NewBooking, StoredBooking
 from services.storage.tables import BOOKINGS_NO_OVERLAP, BOOKINGS_REQUEST_ID_UNIQUE
 from services.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -70,10 +71,6 @@ def _illegal(booking_id: UUID, current: BookingStatus, target: BookingStatus, wh
         message + (f": {why}" if why else ""),
         metadata={"booking_id": str(booking_id), "from_status": current.value, "to_status": target.value},
     )
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def actor_of(principal: Principal) -> tuple[ActorType, str]:
@@ -183,7 +180,8 @@ class BookingService:
     async def _replay(
         self, principal: Principal, request_id: UUID, fingerprint: str
     ) -> CreatedBooking | None:
-        async with self._uow(principal) as uow:
+        # The request_id may be another caller's: the fingerprint (which names the caller) tells.
+        async with self._uow(system_callers.IDEMPOTENCY) as uow:
             stored = await uow.bookings.by_request_id(request_id)
         if stored is None:
             return None
@@ -199,6 +197,11 @@ class BookingService:
         self, principal: Principal, request: BookingRequest, fingerprint: str
     ) -> CreatedBooking:
         now = self._clock.now()
+        token = None if principal.is_authenticated else secrets.token_urlsafe(32)
+        if token is not None:
+            # The guest holds the new booking's token from here on: row level security lets
+            # this transaction insert and read back that one booking.
+            principal = dataclasses.replace(principal, booking_token=token)
         async with self._uow(principal) as uow:
             car = await uow.cars.get(request.car_id)
             car_key = await uow.cars.key_of(request.car_id)
@@ -220,10 +223,11 @@ class BookingService:
                     raise invalid_field("contact", "required on a first booking")
                 customer_id, contact = known
             else:
-                customer_id = await uow.customers.find_or_create(contact, principal.subject, now)
+                async with uow.acting_as(system_callers.CUSTOMER_DIRECTORY):
+                    customer_id = await uow.customers.find_or_create(contact, principal.subject, now)
             # An expired hold must never block: release this car's overdue holds first.
-            await uow.bookings.expire_holds(now, car_id=car.id)
-            token = None if principal.is_authenticated else secrets.token_urlsafe(32)
+            async with uow.acting_as(system_callers.HOLD_EXPIRY):
+                await uow.bookings.expire_holds(now, car_id=car.id)
             token_expires = (
                 None if token is None else datetime.combine(request.end_date, time(), UTC) + self._token_grace
             )
@@ -388,8 +392,7 @@ class BookingService:
 
     async def expire_overdue(self) -> int:
         """Cancels every PENDING booking past its hold period; returns how many."""
-        system = Principal(Role.SERVICE, "system:hold-expiry")
-        async with self._uow(system) as uow:
+        async with self._uow(system_callers.HOLD_EXPIRY) as uow:
             expired = await uow.bookings.expire_holds(self._clock.now())
             await uow.commit()
         if expired:

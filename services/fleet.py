@@ -11,7 +11,7 @@ from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
-from services import page_tokens
+from services import page_tokens, system_callers
 from services.changes import ChangeNotifier, car_tag, fleet_tag
 from services.clock import Clock
 from services.errors import DomainError, FieldViolation, Reason, invalid, invalid_field
@@ -141,7 +141,8 @@ class FleetService:
 
     async def availability(self, principal: Principal, car_id: UUID, start: date, end: date) -> Availability:
         period = date_range(start, end, maximum_days=MAX_AVAILABILITY_DAYS)
-        async with self._uow(principal) as uow:
+        # Holds of every owner count; the caller learns only which days are taken.
+        async with self._uow(system_callers.AVAILABILITY) as uow:
             car = await uow.cars.get(car_id)
             if car is None:
                 raise car_not_found(car_id)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+def hash_token(token: str) -> str:
+    """A guest's booking access token as it is stored and compared: SHA-256 hex, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Role(StrEnum):
@@ -21,6 +27,10 @@ class Principal:
     subject: str | None = None
     # A guest's booking access token (`x-booking-token`), when one was sent.
     booking_token: str | None = None
+
+    @property
+    def booking_token_hash(self) -> str | None:
+        return None if self.booking_token is None else hash_token(self.booking_token)
 
     @property
     def is_staff(self) -> bool:

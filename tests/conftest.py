@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import grpc
 import psycopg
 import pytest
+from database_urls import admin_conninfo, with_database
 from psycopg import sql
 
 from server.settings import Settings
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
     from server.grpc_server import GrpcServer
 
 RUN_ID = uuid.uuid4().hex[:10]
-
-
-def _admin_conninfo(url: str) -> str:
-    # SQLAlchemy URLs name the driver; psycopg wants the plain libpq form.
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +42,11 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 @pytest.fixture(scope="session")
 def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
     """A fresh database of this test session, dropped at the end."""
-    admin_url = _admin_conninfo(server_urls[0])
+    admin_url = admin_conninfo(server_urls[0])
     name = f"exodrive_test_{RUN_ID}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = admin_url.rsplit("/", 1)[0]
-    query = ""
-    if "?" in admin_url:
-        query = "?" + admin_url.split("?", 1)[1]
-    yield f"{base}/{name}{query}"
+    yield with_database(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from database_urls import admin_conninfo, with_database
 from psycopg import sql
 from sqlalchemy import create_engine, inspect, pool
 
@@ -24,11 +25,11 @@ MY_TABLES = {"cars", "car_fees", "customers", "bookings", "booking_events"}
 def empty_database(settings: Settings) -> Iterator[str]:
     """A brand-new database beside the session's, dropped afterwards."""
     assert settings.database_url is not None
-    admin = settings.database_url
+    admin = admin_conninfo(settings.database_url)
     name = f"exodrive_migrations_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    yield with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -9,10 +9,11 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from database_urls import admin_conninfo
 from fleet_helpers import ANON, booking_request, contact, customer, day, make_app, make_car
 
 from server.settings import Settings
-from services.booking import hash_token
+from services.principal import hash_token
 
 
 @dataclass
@@ -36,7 +37,7 @@ async def world(migrated_settings: Settings) -> World:
     finally:
         await app.close()
     assert guest.access_token is not None
-    url = (migrated_settings.database_url or "").replace("postgresql+psycopg://", "postgresql://")
+    url = admin_conninfo(migrated_settings.database_url or "")
     with psycopg.connect(url) as conn:
         every = {row[0] for row in conn.execute("SELECT id FROM bookings")}
     return World(

@@ -1,17 +1,20 @@
 """One database transaction per use case, with the repositories that work inside it.
 
-It rolls back unless `commit()` was called. At the start of the transaction it publishes the
-caller's role and subject as transaction-local settings (`exodrive.role`, `exodrive.subject`)
-so that row level security policies can read them.
+It rolls back unless `commit()` was called. At the start of the transaction it switches to the
+application's database role (row level security applies only to non-superusers) and publishes
+the caller as transaction-local settings that the policies read (migration 0003):
+`exodrive.role`, `exodrive.subject` and `exodrive.booking_token_hash`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from services.principal import Principal
@@ -48,13 +51,7 @@ class UnitOfWork:
             if self._session_role:
                 quoted = self._connection.dialect.identifier_preparer.quote(self._session_role)
                 await self._connection.execute(text(f"SET LOCAL ROLE {quoted}"))
-            await self._connection.execute(
-                select(
-                    text("set_config('exodrive.role', :role, true)"),
-                    text("set_config('exodrive.subject', :subject, true)"),
-                ),
-                {"role": self._principal.role.value, "subject": self._principal.subject or ""},
-            )
+            await self._publish(self._principal)
         except BaseException:
             await self._connection.close()
             raise
@@ -62,6 +59,37 @@ class UnitOfWork:
         self.bookings = BookingRepository(self._connection)
         self.customers = CustomerRepository(self._connection)
         return self
+
+    async def _publish(self, principal: Principal) -> None:
+        await self.connection.execute(
+            select(
+                text("set_config('exodrive.role', :role, true)"),
+                text("set_config('exodrive.subject', :subject, true)"),
+                text("set_config('exodrive.booking_token_hash', :token_hash, true)"),
+            ),
+            {
+                "role": principal.role.value,
+                "subject": principal.subject or "",
+                "token_hash": principal.booking_token_hash or "",
+            },
+        )
+
+    @asynccontextmanager
+    async def acting_as(self, system: Principal) -> AsyncIterator[None]:
+        """Runs the statements of the block as `system`, then as the caller again.
+
+        For the few steps of a caller's transaction that must reach rows of other owners (see
+        services/system_callers.py); everything else in the transaction stays the caller's.
+        """
+        await self._publish(system)
+        try:
+            yield
+        except BaseException:
+            # A failed statement aborts the transaction, which then runs nothing more anyway.
+            with suppress(DBAPIError):
+                await self._publish(self._principal)
+            raise
+        await self._publish(self._principal)
 
     async def __aexit__(
         self,
