@@ -65,10 +65,17 @@ def money_to_proto(cents: int, currency: str) -> money_pb2.Money:
     return money_pb2.Money(currency_code=currency, amount_minor=cents)
 
 
+# Ten billion in major units: far above any car's price, and low enough that a price computed
+# from it (rate x 90 days + fees, tax) still fits the int64 the contract and the columns use.
+MAX_AMOUNT_MINOR = 10**12
+
+
 def parse_money(value: money_pb2.Money, field: str, *, currency: str) -> int:
     """Cents of a non-negative amount in `currency` (an empty code means that currency)."""
     if value.amount_minor < 0:
         raise invalid_field(f"{field}.amount_minor", "must not be negative")
+    if value.amount_minor > MAX_AMOUNT_MINOR:
+        raise invalid_field(f"{field}.amount_minor", f"must be at most {MAX_AMOUNT_MINOR}")
     if value.currency_code and value.currency_code != currency:
         raise invalid_field(f"{field}.currency_code", f"must be {currency}")
     return value.amount_minor

@@ -8,6 +8,8 @@ recognised here (and later stored and ignored), never an error.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -71,9 +73,46 @@ class MalformedEventError(Exception):
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
 
 
+# Widths of the columns these facts are stored in (services.storage.inbox_tables).
+MAX_EVENT_TYPE = 100
+MAX_ADDRESS = 320
+MAX_EMAIL_TYPE = 64
+MAX_BOUNCE_TYPE = 100
+
+
 def _utc(value: datetime) -> datetime:
     # Resend sends offsets; a bare time is taken as UTC rather than the server's zone.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; an offset that moves it past year 1 or 9999 is a ValueError."""
+    try:
+        return _utc(value)
+    except OverflowError:
+        raise ValueError("instant out of range (years 1 to 9999 in UTC)") from None
+
+
+def _unstorable(value: object, path: str) -> Iterator[FieldViolation]:
+    """Where the document holds what PostgreSQL's jsonb cannot: NUL characters, lone
+    surrogates, and numbers too large for a float (Python reads them as infinity)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield FieldViolation(path, "must not contain NUL (U+0000) characters")
+        elif not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                yield FieldViolation(path, "must be valid Unicode (no lone surrogates)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield FieldViolation(path, "number out of range")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unstorable(key, path)
+            yield from _unstorable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, f"{path}[{index}]")
 
 
 class _Bounce(BaseModel):
@@ -128,6 +167,14 @@ class _Data(BaseModel):
                 return None
         return value if isinstance(value, datetime) else None
 
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _created_in_utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return _in_utc(value) if value is not None else None
+        except ValueError:
+            return None
+
 
 class _EmailEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -136,6 +183,11 @@ class _EmailEvent(BaseModel):
     created_at: datetime
     data: _Data
 
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _occurred_in_utc(cls, value: datetime) -> datetime:
+        return _in_utc(value)
+
 
 def parse_event(body: bytes) -> EmailEventFacts | UnusedEvent:
     """Read one event body; raises MalformedEventError naming the offending fields."""
@@ -143,11 +195,20 @@ def parse_event(body: bytes) -> EmailEventFacts | UnusedEvent:
         document: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEventError([FieldViolation(BODY_FIELD, f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise MalformedEventError([FieldViolation(BODY_FIELD, "nested too deeply")]) from None
     if not isinstance(document, dict):
         raise MalformedEventError([FieldViolation(BODY_FIELD, "must be a JSON object")])
+    unstorable = list(_unstorable(document, BODY_FIELD))
+    if unstorable:
+        raise MalformedEventError(unstorable)
     event_type = document.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise MalformedEventError([FieldViolation(f"{BODY_FIELD}.type", "required string")])
+    if len(event_type) > MAX_EVENT_TYPE:
+        raise MalformedEventError(
+            [FieldViolation(f"{BODY_FIELD}.type", f"at most {MAX_EVENT_TYPE} characters")]
+        )
     status = EVENT_STATUS.get(event_type)
     if status is None:
         return UnusedEvent(event_type)
@@ -163,15 +224,27 @@ def parse_event(body: bytes) -> EmailEventFacts | UnusedEvent:
     sender = parseaddr(data.sender)[1] or data.sender if data.sender else None
     recipients = [parseaddr(to)[1] or to for to in data.to]
     bounce = data.bounce
+    too_long = [
+        FieldViolation(f"{BODY_FIELD}.{path}", f"at most {limit} characters")
+        for path, value, limit in (
+            ("data.from", sender, MAX_ADDRESS),
+            ("data.to[0]", recipients[0] if recipients else None, MAX_ADDRESS),
+            ("data.tags.email_type", data.tags.get("email_type"), MAX_EMAIL_TYPE),
+            ("data.bounce.type", bounce.type if bounce else None, MAX_BOUNCE_TYPE),
+        )
+        if value is not None and len(value) > limit
+    ]
+    if too_long:
+        raise MalformedEventError(too_long, event_type)
     return EmailEventFacts(
         event_type=event_type,
         status=status,
-        occurred_at=_utc(event.created_at),
+        occurred_at=event.created_at,
         provider_email_id=data.email_id,
         sender=sender,
         recipients=recipients,
         subject=data.subject,
-        email_created_at=_utc(data.created_at) if data.created_at else None,
+        email_created_at=data.created_at,
         tags=data.tags,
         bounce_type=bounce.type if bounce else None,
         bounce_description=(bounce.message or bounce.subType) if bounce else None,

@@ -140,6 +140,8 @@ class Transcoding:
                 body,
                 request.headers.get("content-type", ""),
             )
+            peer = request.client.host if request.client else None
+            metadata = request_metadata(request.headers.items(), peer, trace_id)
         except PayloadTooLargeError:
             error = DomainError(
                 Reason.VALIDATION_ERROR,
@@ -155,8 +157,6 @@ class Transcoding:
             status, document = domain_error_document(error, grpc.StatusCode.INVALID_ARGUMENT, trace_id)
             return _json_response(status, document, {"X-Trace-Id": trace_id})
 
-        peer = request.client.host if request.client else None
-        metadata = request_metadata(request.headers.items(), peer, trace_id)
         result = await self._upstream.call(route, grpc_request, metadata, timeout)
         headers = {"X-Trace-Id": trace_id, **response_headers(result.metadata)}
         if result.code != grpc.StatusCode.OK or result.response is None:

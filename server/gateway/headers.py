@@ -23,6 +23,10 @@ _RESERVED = ("content-type", "content-length", "host", "te", "connection", "user
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
+# What gRPC lets an ASCII metadata entry carry; anything else makes the call fail before it is
+# sent, so it is refused here as the caller's mistake (400), not left to become a 500.
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 RESPONSE_HEADERS = {
@@ -59,21 +63,31 @@ def timeout_of(headers: Mapping[str, str], default: float) -> float:
     return int(found.group(1)) * _TIMEOUT_UNITS[found.group(2)]
 
 
+def _carried(header: str, name: str, value: str) -> tuple[str, str]:
+    """One metadata entry, or a VALIDATION_ERROR naming the header gRPC could not carry."""
+    if not _METADATA_KEY.fullmatch(name):
+        raise invalid_field(header, "a metadata name of lower-case letters, digits, '_', '.' and '-'")
+    if not _METADATA_VALUE.fullmatch(value):
+        raise invalid_field(header, "must be printable ASCII")
+    return name, value
+
+
 def request_metadata(
     headers: Iterable[tuple[str, str]], peer: str | None, trace_id: str
 ) -> list[tuple[str, str]]:
+    """The metadata of the upstream call; a header gRPC cannot carry is a VALIDATION_ERROR."""
     metadata: list[tuple[str, str]] = [("x-trace-id", trace_id)]
     forwarded: list[str] = []
     for raw_key, value in headers:
         key = raw_key.lower()
         if key in _PASS_THROUGH or key.startswith(_PASS_PREFIXES):
-            metadata.append((key, value))
+            metadata.append(_carried(raw_key, key, value))
         elif key == "x-forwarded-for":
-            forwarded.append(value)
+            forwarded.append(_carried(raw_key, key, value)[1])
         elif key.startswith(GRPC_METADATA_PREFIX):
             name = key[len(GRPC_METADATA_PREFIX) :]
             if name and not name.endswith("-bin") and not name.startswith(_RESERVED) and name != "x-trace-id":
-                metadata.append((name, value))
+                metadata.append(_carried(raw_key, name, value))
     if peer:
         forwarded.append(peer)
     if forwarded:

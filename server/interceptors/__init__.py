@@ -18,6 +18,7 @@ from server.interceptors.calls import ServerInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.metrics import MetricsInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor, Tiers, parse_networks
+from server.interceptors.request_text import RequestTextInterceptor
 from server.interceptors.response_metadata import ResponseMetadataInterceptor
 from server.interceptors.trace import TraceInterceptor
 from server.metrics import Metrics
@@ -63,6 +64,8 @@ def build_interceptors(
         chain.append(
             CacheInterceptor(policies, cache or build_cache(settings, redis_client, metrics), metrics)
         )
+    # Innermost: only text that reaches a servicer is judged (after auth and limits).
+    chain.append(RequestTextInterceptor(policies))
     return chain
 
 
