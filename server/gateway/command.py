@@ -7,6 +7,8 @@ import asyncio
 import signal
 from typing import Any
 
+import uvloop
+
 from server.gateway.app import create_gateway_app
 from server.gateway.serving import GatewayServer
 from server.settings import Settings
@@ -44,7 +46,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     settings = Settings()
     updates = {"host": args.host, "http_port": args.http_port}
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    asyncio.run(run_gateway(settings, args.upstream))
+    # uvloop: the gateway alone is all HTTP parsing and gRPC calls, where libuv's loop is cheaper.
+    uvloop.run(run_gateway(settings, args.upstream))
     return 0
 
 
