@@ -97,7 +97,7 @@ async def test_response_metadata_becomes_headers(stack: Stack) -> None:
 
 
 async def test_request_headers_travel_as_metadata(stack: Stack) -> None:
-    await stack.http.get(
+    response = await stack.http.get(
         "/v1/bookings/b-1",
         headers={
             "Authorization": "Bearer abc.def.ghi",
@@ -109,6 +109,7 @@ async def test_request_headers_travel_as_metadata(stack: Stack) -> None:
         },
     )
 
+    assert response.status_code == 200
     seen = stack.script.last()
     assert seen.request == booking_pb2.GetBookingRequest(booking_id="b-1")
     assert seen.metadata["authorization"] == "Bearer abc.def.ghi"
@@ -142,19 +143,22 @@ async def test_query_parameters_dates_enums_and_names(stack: Stack) -> None:
         end_date={"year": 2025, "month": 3, "day": 5},
     )
 
-    await stack.http.get("/v1/bookings?status=BOOKING_STATUS_CONFIRMED&pageSize=5&pageToken=t")
+    listed = await stack.http.get("/v1/bookings?status=BOOKING_STATUS_CONFIRMED&pageSize=5&pageToken=t")
+    assert listed.status_code == 200
     assert stack.script.last().request == booking_pb2.ListBookingsRequest(
         status=booking_pb2.BOOKING_STATUS_CONFIRMED, page_size=5, page_token="t"
     )
 
-    await stack.http.get(
+    stats = await stack.http.get(
         "/v1/inbox/stats?startTime=2025-01-02T03:04:05Z&end_time=2025-02-01T00:00:00%2B01:00"
     )
+    assert stats.status_code == 200
     request: Any = stack.script.last().request
     assert request.start_time.seconds == 1735787045
     assert request.end_time.ToJsonString() == "2025-01-31T23:00:00Z"
 
-    await stack.http.get("/v1/cars?featuredOnly=true&category=coupe")
+    cars = await stack.http.get("/v1/cars?featuredOnly=true&category=coupe")
+    assert cars.status_code == 200
     assert stack.script.last().request == fleet_pb2.ListCarsRequest(featured_only=True, category="coupe")
 
 
@@ -233,7 +237,8 @@ async def test_patch_sets_path_and_body_field(stack: Stack) -> None:
         car_id="car-3", car=fleet_pb2.Car(featured=True)
     )
 
-    await stack.http.patch("/v1/cars/car-3?updateMask=featured,dailyRate", json={"featured": True})
+    masked = await stack.http.patch("/v1/cars/car-3?updateMask=featured,dailyRate", json={"featured": True})
+    assert masked.status_code == 200
     request: Any = stack.script.last().request
     assert list(request.update_mask.paths) == ["featured", "daily_rate"]
 
@@ -372,7 +377,7 @@ async def test_body_size_limit(stack: Stack) -> None:
 
 
 async def test_deadline_from_grpc_timeout_or_default(stack: Stack) -> None:
-    await stack.http.get("/v1/cars/a", headers={"Grpc-Timeout": "1500m"})
+    assert (await stack.http.get("/v1/cars/a", headers={"Grpc-Timeout": "1500m"})).status_code == 200
     remaining = stack.script.last().time_remaining
     assert remaining is not None
     assert 1.0 < remaining <= 1.6  # gRPC rounds deadlines up
@@ -409,11 +414,15 @@ async def test_cors_for_configured_origins_only(stack: Stack) -> None:
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
-    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-methods"] == "GET, POST, PUT, PATCH, DELETE"
+    assert preflight.headers["access-control-allow-headers"] == "authorization, content-type, x-booking-token"
 
     simple = await stack.http.get("/v1/cars/a", headers={"Origin": ORIGIN})
     assert simple.headers["access-control-allow-origin"] == ORIGIN
-    assert "X-Trace-Id" in simple.headers["access-control-expose-headers"]
+    assert simple.headers["access-control-expose-headers"] == (
+        "X-Trace-Id, X-Cache, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
+        "Retry-After, X-Response-Time, RateLimit, RateLimit-Policy"
+    )
 
     other = await stack.http.get("/v1/cars/a", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
@@ -478,11 +487,11 @@ async def test_inbox_and_webhook_admin_routes_reach_their_methods(stack: Stack) 
     assert stack.script.last().request == inbox_pb2.ListEmailsRequest(
         search="50%_off", status=inbox_pb2.EMAIL_STATUS_BOUNCED
     )
-    await stack.http.get("/v1/inbox/emails/e-1")
+    assert (await stack.http.get("/v1/inbox/emails/e-1")).status_code == 200
     assert stack.script.last().request == inbox_pb2.GetEmailRequest(email_id="e-1")
-    await stack.http.get("/v1/webhooks/events?pageSize=2")
-    assert stack.script.last().method == "ListWebhookEvents"
-    await stack.http.post("/v1/webhooks/events/ev-1:replay", json={})
+    assert (await stack.http.get("/v1/webhooks/events?pageSize=2")).status_code == 200
+    assert stack.script.last().request == webhook_pb2.ListWebhookEventsRequest(page_size=2)
+    assert (await stack.http.post("/v1/webhooks/events/ev-1:replay", json={})).status_code == 200
     assert stack.script.last().request == webhook_pb2.ReplayWebhookEventRequest(event_id="ev-1")
 
 

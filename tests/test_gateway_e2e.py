@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -17,9 +18,11 @@ import httpx
 import pytest
 
 from server.auth import mint_token
+from server.bootstrap import build_application
 from server.gateway import GatewayServer, create_gateway_app
 from server.gateway.openapi import openapi_document
 from server.gateway.routes import RouteTable
+from server.grpc_server import GrpcServer
 from server.policy import PolicyTable
 from server.settings import Settings
 from services.principal import Role
@@ -288,3 +291,25 @@ async def test_the_gateway_command_serves_alone_then_stops_on_sigterm(running_se
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_redis_down_answers_x_cache_bypass_through_the_gateway(migrated_settings: Settings) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: Redis is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = migrated_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    server = GrpcServer(await build_application(settings), host="127.0.0.1", port=0)
+    await server.start()
+    gateway = GatewayServer(create_gateway_app(settings, server.address))
+    await gateway.start()
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url) as http:
+            for _ in range(2):  # never a hit: nothing is stored
+                listed = await http.get("/v1/cars?pageSize=1")
+                assert listed.status_code == 200, listed.text
+                assert listed.headers["x-cache"] == "BYPASS"
+                # The limiter fell back to its in-process window and still reports the budget.
+                assert listed.headers["x-ratelimit-limit"] == str(settings.rate_limit_public)
+    finally:
+        await gateway.stop()
+        await server.stop(grace_seconds=1.0)
