@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, case, func, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Row, Text, bindparam, func, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.email_status import PRECEDENCE, EmailStatus
@@ -78,6 +79,72 @@ def _conditions(where: EmailFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+# The upsert of the email and the append to its history, as one statement built once: the
+# ingestion path runs it for every delivery, and building the equivalent SQLAlchemy construct
+# per call cost more CPU than the database's work. The CASEs compare (time, precedence) as in
+# services.email_status.PRECEDENCE; LEAST ignores NULLs, so a first time stays the first time;
+# an unknown booking id links nothing rather than failing the foreign key.
+APPLY_EVENT = text(
+    """
+    WITH email AS (
+        INSERT INTO inbox_emails AS c (
+            resend_email_id, sender, recipients, recipient, subject, email_type, tags, booking_id,
+            status, status_rank, last_event_type, last_event_at, delivered_at, opened_at,
+            clicked_at, bounce_type, bounce_description, complained, sent_at)
+        VALUES (
+            :resend_email_id, :sender, :recipients, :recipient, :subject, :email_type, :tags,
+            (SELECT b.id FROM bookings AS b WHERE b.id = :booking_id),
+            :status, :status_rank, :event_type, :at, :delivered_at, :opened_at,
+            :clicked_at, :bounce_type, :bounce_description, :complained, :sent_at)
+        ON CONFLICT (resend_email_id) DO UPDATE SET
+            sender = coalesce(c.sender, excluded.sender),
+            recipients = CASE WHEN cardinality(c.recipients) = 0
+                              THEN excluded.recipients ELSE c.recipients END,
+            recipient = coalesce(c.recipient, excluded.recipient),
+            subject = coalesce(c.subject, excluded.subject),
+            email_type = coalesce(c.email_type, excluded.email_type),
+            -- Keys already stored win over a later event's.
+            tags = excluded.tags || c.tags,
+            booking_id = coalesce(c.booking_id, excluded.booking_id),
+            -- The latest (time, precedence) event sets these four together.
+            status = CASE WHEN (excluded.last_event_at, excluded.status_rank)
+                               > (c.last_event_at, c.status_rank)
+                          THEN excluded.status ELSE c.status END,
+            status_rank = CASE WHEN (excluded.last_event_at, excluded.status_rank)
+                                    > (c.last_event_at, c.status_rank)
+                               THEN excluded.status_rank ELSE c.status_rank END,
+            last_event_type = CASE WHEN (excluded.last_event_at, excluded.status_rank)
+                                        > (c.last_event_at, c.status_rank)
+                                   THEN excluded.last_event_type ELSE c.last_event_type END,
+            last_event_at = CASE WHEN (excluded.last_event_at, excluded.status_rank)
+                                      > (c.last_event_at, c.status_rank)
+                                 THEN excluded.last_event_at ELSE c.last_event_at END,
+            delivered_at = least(c.delivered_at, excluded.delivered_at),
+            opened_at = least(c.opened_at, excluded.opened_at),
+            clicked_at = least(c.clicked_at, excluded.clicked_at),
+            bounce_type = coalesce(c.bounce_type, excluded.bounce_type),
+            bounce_description = coalesce(c.bounce_description, excluded.bounce_description),
+            complained = c.complained OR excluded.complained,
+            sent_at = least(c.sent_at, excluded.sent_at),
+            updated_at = now()
+        RETURNING c.id
+    ),
+    history AS (
+        INSERT INTO email_events (email_id, webhook_event_id, event_type, status, occurred_at, payload)
+        SELECT email.id, :webhook_event_id, :event_type, :status, :at, :payload FROM email
+        ON CONFLICT (webhook_event_id) DO NOTHING
+    )
+    SELECT id FROM email
+    """
+).bindparams(
+    bindparam("recipients", type_=ARRAY(Text)),
+    bindparam("tags", type_=JSONB),
+    bindparam("payload", type_=JSONB),
+    bindparam("booking_id", type_=PG_UUID(as_uuid=True)),
+    bindparam("webhook_event_id", type_=PG_UUID(as_uuid=True)),
+)
+
+
 class InboxRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._db = connection
@@ -87,17 +154,10 @@ class InboxRepository:
 
         The status moves only to a newer (time, precedence) pair; first-seen times keep the
         earliest value; facts already known (bounce, sender, link) are never overwritten or erased.
+        One statement, one round trip (see APPLY_EVENT).
         """
-        c = inbox_emails.c
-        rank = PRECEDENCE[facts.status]
-        # An unknown booking id links nothing rather than failing the foreign key.
-        booking_id = (
-            select(bookings.c.id).where(bookings.c.id == facts.booking_id).scalar_subquery()
-            if facts.booking_id is not None
-            else None
-        )
         at = facts.occurred_at
-        values: dict[str, Any] = {
+        params: dict[str, Any] = {
             "resend_email_id": facts.provider_email_id,
             "sender": facts.sender,
             "recipients": facts.recipients,
@@ -105,11 +165,11 @@ class InboxRepository:
             "subject": facts.subject,
             "email_type": facts.email_type,
             "tags": facts.tags,
-            "booking_id": booking_id,
+            "booking_id": facts.booking_id,
             "status": facts.status.value,
-            "status_rank": rank,
-            "last_event_type": facts.event_type,
-            "last_event_at": at,
+            "status_rank": PRECEDENCE[facts.status],
+            "event_type": facts.event_type,
+            "at": at,
             "delivered_at": at if facts.status is EmailStatus.DELIVERED else None,
             "opened_at": at if facts.status is EmailStatus.OPENED else None,
             "clicked_at": at if facts.status is EmailStatus.CLICKED else None,
@@ -117,53 +177,10 @@ class InboxRepository:
             "bounce_description": facts.bounce_description,
             "complained": facts.status is EmailStatus.COMPLAINED,
             "sent_at": facts.email_created_at or at,
+            "webhook_event_id": webhook_event_id,
+            "payload": payload,
         }
-        upsert = insert(inbox_emails).values(**values)
-        new = upsert.excluded
-        newer = tuple_(new.last_event_at, new.status_rank) > tuple_(c.last_event_at, c.status_rank)
-
-        def latest(column: str) -> ColumnElement[Any]:
-            return case((newer, new[column]), else_=c[column])
-
-        statement = upsert.on_conflict_do_update(
-            index_elements=[c.resend_email_id],
-            set_={
-                "sender": func.coalesce(c.sender, new.sender),
-                "recipients": case((func.cardinality(c.recipients) == 0, new.recipients), else_=c.recipients),
-                "recipient": func.coalesce(c.recipient, new.recipient),
-                "subject": func.coalesce(c.subject, new.subject),
-                "email_type": func.coalesce(c.email_type, new.email_type),
-                # Keys already stored win over a later event's.
-                "tags": new.tags.op("||")(c.tags),
-                "booking_id": func.coalesce(c.booking_id, new.booking_id),
-                "status": latest("status"),
-                "status_rank": latest("status_rank"),
-                "last_event_type": latest("last_event_type"),
-                "last_event_at": latest("last_event_at"),
-                # LEAST ignores NULLs: the first time stays the first time.
-                "delivered_at": func.least(c.delivered_at, new.delivered_at),
-                "opened_at": func.least(c.opened_at, new.opened_at),
-                "clicked_at": func.least(c.clicked_at, new.clicked_at),
-                "bounce_type": func.coalesce(c.bounce_type, new.bounce_type),
-                "bounce_description": func.coalesce(c.bounce_description, new.bounce_description),
-                "complained": c.complained.op("OR")(new.complained),
-                "sent_at": func.least(c.sent_at, new.sent_at),
-                "updated_at": func.now(),
-            },
-        ).returning(c.id)
-        email_id: UUID = (await self._db.execute(statement)).scalar_one()
-        await self._db.execute(
-            insert(email_events)
-            .values(
-                email_id=email_id,
-                webhook_event_id=webhook_event_id,
-                event_type=facts.event_type,
-                status=facts.status.value,
-                occurred_at=at,
-                payload=payload,
-            )
-            .on_conflict_do_nothing(index_elements=[email_events.c.webhook_event_id])
-        )
+        email_id: UUID = (await self._db.execute(APPLY_EVENT, params)).scalar_one()
         return email_id
 
     async def get(self, email_id: UUID) -> Email | None:
