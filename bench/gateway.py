@@ -1,12 +1,13 @@
 """Issue-4 benchmark: GET /v1/cars/{id} through the HTTP gateway against GetCar over direct gRPC.
 
 Both answer from the cache (x-cache HIT), at concurrency 1 and 16, in one run. The gRPC server and
-the gateway share this process's event loop, as under `exodrive serve`. The load comes from
-`h2load` (Debian's nghttp2-client), a C client in a process of its own, for both protocols alike:
-a Python client inside the server's process competes with it for the CPU and the event loop, and
-measures itself (the rows marked "httpx in-process" show by how much). HTTP/1.1 clients keep one
-request in flight per kept-alive connection (16 connections at c=16); the gRPC client multiplexes
-its calls on one connection, as gRPC clients and the gateway's own upstream channel do.
+the gateway share this process's event loop, as under `exodrive serve`; the "gateway process" rows
+run `exodrive gateway --upstream` apart, as a deployment scaling the two separately would. The
+load comes from `h2load` (Debian's nghttp2-client), a C client in a process of its own, for both
+protocols alike: a Python client inside the server's process competes with it for the CPU and the
+event loop, and measures itself (the "httpx in-process" rows show by how much). HTTP/1.1 clients
+keep one request in flight per kept-alive connection (16 connections at c=16); the gRPC client
+multiplexes its calls on one connection, as gRPC clients and the gateway's own upstream channel do.
 
 Every call is checked: h2load must see only HTTP 200, and the server's counters must show each
 GetCar answered OK and served from the cache; a shortfall is printed as the row's error.
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,9 @@ from server.settings import Settings
 GET_CAR = "/exodrive.v1.FleetService/GetCar"
 GRPC_ROW = "gRPC GetCar (h2load)"
 HTTP_ROW = "HTTP gateway (h2load)"
+ALONE_ROW = "HTTP gateway process (h2load)"
 HTTPX_ROW = "HTTP gateway (httpx in-process)"
-ROWS = (GRPC_ROW, HTTP_ROW, HTTPX_ROW)
+ROWS = (GRPC_ROW, HTTP_ROW, ALONE_ROW, HTTPX_ROW)
 CONCURRENCY = (1, 16)
 WARMUP_SECONDS = 0.5
 # The targets of issue 4.
@@ -171,15 +177,43 @@ async def run(quick: bool) -> None:
         gateway = GatewayServer(create_gateway_app(settings, server.address))
         await gateway.start()
         try:
-            results = await measure(h2load, app, server.address, gateway.url, duration, Path(folder))
+            async with gateway_process(server.address) as alone_url:
+                results = await measure(
+                    h2load, app, server.address, gateway.url, alone_url, duration, Path(folder)
+                )
         finally:
             await gateway.stop()
             await server.stop(grace_seconds=1.0)
     report(results)
 
 
+@asynccontextmanager
+async def gateway_process(upstream: str) -> AsyncIterator[str]:
+    """`exodrive gateway --upstream` in a process of its own; yields its URL."""
+    command = Path(sys.executable).with_name("exodrive")
+    process = await asyncio.create_subprocess_exec(
+        str(command), "gateway", "--upstream", upstream, "--http-port", "0", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        banner = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        found = re.match(r"gateway on (\S+) ", banner)
+        if found is None:
+            raise RuntimeError(f"the gateway did not start: {banner!r}")
+        yield found.group(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 15)
+
+
 async def measure(
-    h2load: str, app: Application, address: str, gateway_url: str, duration: float, folder: Path
+    h2load: str,
+    app: Application,
+    address: str,
+    gateway_url: str,
+    alone_url: str,
+    duration: float,
+    folder: Path,
 ) -> list[Result]:
     async with grpc.aio.insecure_channel(address) as channel:
         fleet = fleet_pb2_grpc.FleetServiceStub(channel)
@@ -206,6 +240,8 @@ async def measure(
                 Load(GRPC_ROW, concurrency, ["--clients=1", f"--max-concurrent-streams={concurrency}",
                                              *grpc_args, f"http://{address}{GET_CAR}"]),
                 Load(HTTP_ROW, concurrency, ["--h1", f"--clients={concurrency}", url]),
+                Load(ALONE_ROW, concurrency, ["--h1", f"--clients={concurrency}",
+                                              url.replace(gateway_url, alone_url)]),
             ]  # fmt: skip
             for load in loads:
                 check = ServedCheck(app.metrics.registry, concurrency)
