@@ -34,7 +34,7 @@ from server.gateway.headers import (
 )
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.openapi import openapi_document
-from server.gateway.routes import HTTP_BODY, Route, RouteTable
+from server.gateway.routes import Route, RouteTable
 from server.gateway.transcoder import build_request
 from server.gateway.upstream import Upstream
 from server.policy import PolicyTable
@@ -171,7 +171,7 @@ class Transcoding:
     def _render(self, route: Route, response: message.Message, headers: dict[str, str]) -> Response:
         status = 201 if route.is_creation else 200
         payload: Any = getattr(response, route.response_body) if route.response_body else response
-        if payload.DESCRIPTOR.full_name == HTTP_BODY:
+        if route.answers_http_body:
             return Response(
                 payload.data,
                 status_code=status,

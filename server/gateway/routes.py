@@ -7,6 +7,7 @@ adding an RPC with a rule to the contract needs no code here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from google.api import annotations_pb2, http_pb2
@@ -34,7 +35,8 @@ class Route:
     def grpc_path(self) -> str:
         return self.method.full_name
 
-    @property
+    # Derived once per route, not per request (the dataclass is frozen, the rule never changes).
+    @cached_property
     def is_creation(self) -> bool:
         """A POST with a body to a `Create*` method answers 201; everything else 200."""
         return (
@@ -43,7 +45,7 @@ class Route:
             and self.method.descriptor.name.startswith("Create")
         )
 
-    @property
+    @cached_property
     def raw_body_field(self) -> Any:
         """The request field that receives the raw HTTP body (a `google.api.HttpBody`)."""
         if self.body in ("", "*"):
@@ -52,6 +54,14 @@ class Route:
         if field.message_type is not None and field.message_type.full_name == HTTP_BODY:
             return field
         return None
+
+    @cached_property
+    def answers_http_body(self) -> bool:
+        """The HTTP response is a `google.api.HttpBody` (raw bytes), not protojson."""
+        output: Any = self.output_class.DESCRIPTOR
+        if self.response_body:
+            output = output.fields_by_name[self.response_body].message_type
+        return output is not None and output.full_name == HTTP_BODY
 
 
 def _rule_pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:
@@ -98,18 +108,19 @@ class RouteTable:
             key=lambda r: (r.template.verb == "", -r.template.literal_count, -len(r.template.template))
         )
         self._routes = routes
+        # A request is matched against its own method's routes only (in the same order); the
+        # others are tried just to name the allowed methods of a 405.
+        self._by_method: dict[str, list[Route]] = {}
+        for route in routes:
+            self._by_method.setdefault(route.http_method, []).append(route)
 
     def routes(self) -> list[Route]:
         return list(self._routes)
 
     def match(self, http_method: str, raw_path: str) -> tuple[Route, dict[str, str]] | list[str]:
         """The route and its path values, or the methods allowed on that path (empty: no such path)."""
-        allowed: list[str] = []
-        for route in self._routes:
+        for route in self._by_method.get(http_method, ()):
             values = route.template.match(raw_path)
-            if values is None:
-                continue
-            if route.http_method == http_method:
+            if values is not None:
                 return route, values
-            allowed.append(route.http_method)
-        return sorted(set(allowed))
+        return sorted({r.http_method for r in self._routes if r.template.match(raw_path) is not None})
