@@ -134,7 +134,7 @@ class RedisCache:
         except RedisUnavailableError:
             # The entries expire by TTL; nothing better can be done without Redis.
             self._metrics.cache_invalidations.labels("failed").inc()
-            log.error("cache invalidation failed for %d tags", len(keys))
+            log.error("cache invalidation failed", extra={"tags": len(keys)})
             return
         self._metrics.cache_invalidations.labels("ok").inc()
 

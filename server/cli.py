@@ -143,14 +143,16 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
     job = hold_expiry_job(app.bookings.expire_overdue, HOLD_EXPIRY_INTERVAL_SECONDS)
     job.start()
     log.info(
-        "serving gRPC on %s%s (pid %d)",
-        server.address,
-        f", HTTP on {gateway.url}" if gateway is not None else "",
-        os.getpid(),
+        "serving",
+        extra={
+            "grpc_address": server.address,
+            "http_url": gateway.url if gateway is not None else None,
+            "pid": os.getpid(),
+        },
     )
     try:
         await stop.wait()
-        log.info("shutting down: draining calls for up to %.1fs", settings.shutdown_grace_seconds)
+        log.info("shutting down: draining calls", extra={"grace_seconds": settings.shutdown_grace_seconds})
     finally:
         await job.stop()
         if gateway is not None:
@@ -189,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with running_stores(with_jwt_secret(settings)) as ready:
             migrate_and_seed(ready)
-            log.info("database ready in %.2fs", time.monotonic() - started)
+            log.info("database ready", extra={"seconds": round(time.monotonic() - started, 3)})
             if args.workers <= 1:
                 asyncio.run(serve_until_signalled(ready, reuse_port=False, http=http))
             else:
@@ -248,10 +250,12 @@ async def supervise(settings: Settings, children: Sequence[subprocess.Popen[byte
     address = f"{settings.host}:{settings.grpc_port}"
     gateway = await start_gateway(settings, address) if http else None
     log.info(
-        "serving gRPC on %s with %d workers%s",
-        address,
-        len(children),
-        f", HTTP on {gateway.url}" if gateway is not None else "",
+        "serving with workers",
+        extra={
+            "grpc_address": address,
+            "workers": len(children),
+            "http_url": gateway.url if gateway is not None else None,
+        },
     )
     try:
         while not stop.is_set():

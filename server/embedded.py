@@ -209,7 +209,7 @@ class EmbeddedServers:
             user=user,
             pgdata=self.pgdata,
         )
-        log.info("embedded PostgreSQL started (pid %s)", _postmaster_pid(self.pgdata))
+        log.info("embedded PostgreSQL started", extra={"pid": _postmaster_pid(self.pgdata)})
 
     def _prepare_pg_user(self) -> str | None:
         """As root, PostgreSQL refuses to run: it runs as a `pgserver` system user instead."""
@@ -238,12 +238,12 @@ class EmbeddedServers:
         # SIGINT is PostgreSQL's fast shutdown: ends sessions, checkpoints, removes postmaster.pid
         # and the socket. Signalling directly is quicker than `pg_ctl -w stop`, which polls slowly.
         _terminate(pid, signal.SIGINT)
-        log.info("embedded PostgreSQL stopped (pid %s)", pid)
+        log.info("embedded PostgreSQL stopped", extra={"pid": pid})
 
     def _stop_stale_postgres(self) -> None:
         pid = _postmaster_pid(self.pgdata)
         if pid is not None and _is_alive(pid) and _runs_with(pid, self.pgdata):
-            log.warning("stopping a stale embedded PostgreSQL (pid %s)", pid)
+            log.warning("stopping a stale embedded PostgreSQL", extra={"pid": pid})
             self._stop_postgres()
 
     # --- Redis ---------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class EmbeddedServers:
                 if time.monotonic() > deadline:
                     raise EmbeddedServerError("redis-server did not start in time") from None
                 time.sleep(0.02)
-        log.info("embedded Redis started (pid %s)", self._redis_process.pid)
+        log.info("embedded Redis started", extra={"pid": self._redis_process.pid})
 
     def _stop_redis(self) -> None:
         process, self._redis_process = self._redis_process, None
@@ -315,7 +315,7 @@ class EmbeddedServers:
     def _stop_stale_redis(self) -> None:
         pid = _read_pid(self._redis_pidfile)
         if pid is not None and _is_alive(pid) and _runs_with(pid, self._socket_dir):
-            log.warning("stopping a stale embedded Redis (pid %s)", pid)
+            log.warning("stopping a stale embedded Redis", extra={"pid": pid})
         self._stop_redis()
 
 
@@ -387,7 +387,7 @@ def _terminate(pid: int, first: signal.Signals, child: subprocess.Popen[bytes] |
     try:
         psutil.Process(pid).send_signal(first)
         if not _wait_gone(pid):
-            log.warning("process did not stop in time; killing it (pid %s)", pid)
+            log.warning("process did not stop in time; killing it", extra={"pid": pid})
             psutil.Process(pid).kill()
             _wait_gone(pid)
     except psutil.NoSuchProcess:

@@ -104,7 +104,7 @@ class GrpcServer:
             raise OSError(f"cannot listen on {self._address}")
         await self._server.start()
         await self.health.start()
-        log.info("gRPC server listening on %s", self.address)
+        log.info("gRPC server listening", extra={"address": self.address})
         return self.port
 
     async def wait_for_termination(self) -> None:
@@ -119,4 +119,4 @@ class GrpcServer:
         grace = self._grace if grace_seconds is None else grace_seconds
         await self._server.stop(grace)
         await self.app.close()
-        log.info("gRPC server on %s stopped", self.address)
+        log.info("gRPC server stopped", extra={"address": self.address})

@@ -71,7 +71,7 @@ class Health:
         if ready == self._ready:
             return
         if self._ready is not None:
-            log.warning("readiness changed: %s", "SERVING" if ready else "NOT_SERVING")
+            log.warning("readiness changed", extra={"readiness": "SERVING" if ready else "NOT_SERVING"})
         self._ready = ready
         status = SERVING if ready else NOT_SERVING
         for name in ["", READINESS, *self._service_names]:

@@ -33,12 +33,12 @@ class PeriodicJob:
         try:
             done = await self._work()
         except Exception:  # logged with its stack; the next tick tries again
-            log.exception("periodic job %s failed", self.name)
+            log.exception("periodic job failed", extra={"job": self.name})
             return 0
         finally:
             self.runs += 1
         if done:
-            log.info("periodic job %s handled %d item(s)", self.name, done)
+            log.info("periodic job done", extra={"job": self.name, "handled": done})
         return done
 
     async def _loop(self) -> None:

@@ -1,7 +1,9 @@
-"""Structured JSON logs: one object per line, with the trace id of the call that logged it.
+"""Structured JSON logs: one object per line, with the trace id of the call that logged it and
+the record's `extra=` fields as keys of their own.
 
 Log lines never carry secrets: bearer tokens and JWTs are cut out and email addresses are masked
-to their first letter and domain, in the message and in the formatted stack alike.
+to their first letter and domain, in the message, the extra fields and the formatted stack
+alike; an extra field named like a secret (`password`, `token`, ...) is replaced outright.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -19,6 +22,9 @@ _JWT = re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*")
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 _EMAIL = re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 _SECRET_ASSIGNMENT = re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key)=\S+")
+_SECRET_NAME = re.compile(r"(?i)password|passwd|secret|token|api[_-]?key|authorization|cookie")
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
 def redact(text: str) -> str:
@@ -38,6 +44,23 @@ class TraceIdFilter(logging.Filter):
         return True
 
 
+def _redacted_value(value: object) -> object:
+    """A JSON-ready copy of an extra field's value with the same redaction as the message."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _redacted_field(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redacted_value(item) for item in value]
+    return redact(str(value))
+
+
+def _redacted_field(name: str, value: object) -> object:
+    if _SECRET_NAME.search(name) and value not in (None, ""):
+        return "[redacted]"
+    return _redacted_value(value)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -47,6 +70,12 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
             "trace_id": getattr(record, "trace_id", None) or current_trace_id(),
         }
+        for name, value in record.__dict__.items():
+            if name in _RECORD_ATTRIBUTES or name == "trace_id":
+                continue
+            # An extra never hides one of the line's own keys.
+            key = f"extra_{name}" if name in entry or name == "stack" else name
+            entry[key] = _redacted_field(name, value)
         if record.exc_info:
             entry["stack"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)

@@ -56,5 +56,7 @@ class RedisGuard:
         except (RedisError, OSError, TimeoutError) as error:
             self._skip_until = self._clock() + self._pause
             self._metrics.redis_errors.labels(self._component).inc()
-            log.warning("redis unavailable for %s: %s", self._component, type(error).__name__)
+            log.warning(
+                "redis unavailable", extra={"component": self._component, "error": type(error).__name__}
+            )
             raise RedisUnavailableError(self._component) from error

@@ -37,5 +37,5 @@ class ErrorInterceptor(AroundInterceptor):
         except (StatusError, grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception:
-            log.exception("unexpected error in %s", call.method)
+            log.exception("unexpected error", extra={"method": call.method})
             raise failure_of(DomainError(Reason.INTERNAL, INTERNAL_MESSAGE)) from None
