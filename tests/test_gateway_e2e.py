@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -20,6 +21,7 @@ import pytest
 from server.auth import mint_token
 from server.bootstrap import build_application
 from server.gateway import GatewayServer, create_gateway_app
+from server.gateway.command import LOOPBACK_PROXIES, run_gateway, trust_own_gateway
 from server.gateway.openapi import openapi_document
 from server.gateway.routes import RouteTable
 from server.grpc_server import GrpcServer
@@ -313,3 +315,32 @@ async def test_redis_down_answers_x_cache_bypass_through_the_gateway(migrated_se
     finally:
         await gateway.stop()
         await server.stop(grace_seconds=1.0)
+
+
+async def test_run_gateway_serves_until_sigterm_then_leaves_the_signals_alone(
+    running_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    task = asyncio.create_task(run_gateway(Settings(http_port=0), running_server.address))
+    banner = ""
+    for _ in range(200):
+        banner += capsys.readouterr().out
+        if banner or task.done():
+            break
+        await asyncio.sleep(0.01)
+    found = re.fullmatch(r"gateway on (http://127\.0\.0\.1:\d+) -> gRPC (\S+)\n", banner)
+    assert found is not None, banner
+    async with httpx.AsyncClient(base_url=found.group(1)) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 10)
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handler went with the gateway
+
+
+def test_serve_trusts_its_own_loopback_gateway_once() -> None:
+    settings = Settings(trusted_proxies=["10.0.0.0/8"])
+    trusted = trust_own_gateway(settings)
+    assert trusted.trusted_proxies == ["10.0.0.0/8", *LOOPBACK_PROXIES]
+    assert trust_own_gateway(trusted) is trusted
+    assert settings.trusted_proxies == ["10.0.0.0/8"]  # the given settings are left as they were

@@ -39,7 +39,10 @@ async def run_gateway(settings: Settings, upstream: str) -> None:
     try:
         await stop.wait()
     finally:
+        # Stopped first: uvicorn puts back, on its way out, the handlers it found at start.
         await gateway.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
