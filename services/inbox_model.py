@@ -98,7 +98,9 @@ class EmailFilter:
 class EmailPage:
     emails: list[Email]
     next_cursor: Cursor | None
+    # Matches over all pages, counted up to a cap; `capped` when more match.
     total: int
+    capped: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import inbox_fixtures
 import pytest
 from inbox_fixtures import insert_booking
 from resend_samples import encode, event, now, sign
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.email_status import EmailStatus
@@ -16,6 +17,7 @@ from services.errors import DomainError, Reason
 from services.inbox import InboxService
 from services.inbox_model import EmailFilter
 from services.principal import Principal, Role
+from services.storage import inbox as inbox_storage
 from services.webhooks import WebhookService
 
 # Fixtures shared with the other inbox tests.
@@ -246,3 +248,42 @@ async def test_page_token_of_other_filters_is_refused(
     with pytest.raises(DomainError) as caught:
         await inbox.list_emails(ADMIN, seeded_with(status=EmailStatus.SENT), page_size=2, page_token=token)
     assert caught.value.violations[0].field == "page_token"
+
+
+async def test_the_total_is_counted_up_to_a_cap(
+    inbox: InboxService, seeded: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_storage, "MAX_COUNTED", 4)
+    page, _ = await inbox.list_emails(ADMIN, SEEDED, page_size=2)
+    assert (page.total, page.capped) == (4, True)
+    assert len(page.emails) == 2
+    page, _ = await inbox.list_emails(ADMIN, seeded_with(email_type="booking_confirmation"), page_size=2)
+    assert (page.total, page.capped) == (3, False)
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("exo", ["f", "e", "d", "c", "b", "a"]),
+        ("ex", ["f", "e", "d", "c", "b", "a"]),
+        ("Bob", ["e", "b"]),
+        ("b", ["f", "e", "d", "c", "b", "a"]),
+    ],
+)
+async def test_short_and_long_searches_agree_with_ilike(
+    inbox: InboxService, seeded: dict[str, uuid.UUID], search: str, expected: list[str]
+) -> None:
+    """Under three characters no trigram exists and the ILIKE alone decides; from three on the
+    index narrows first. Both give the same rows."""
+    assert await names(inbox, seeded, seeded_with(search=search)) == expected
+
+
+async def test_search_of_three_or_more_characters_uses_the_trigram_index(engine: AsyncEngine) -> None:
+    where = inbox_storage._conditions(EmailFilter(search="confirmed"))
+    query = select(inbox_storage.EMAIL_COLUMNS[0]).where(*where)
+    compiled = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+    async with engine.connect() as db:
+        # The seeded table is tiny; a sequential scan would win on cost, so it is ruled out.
+        await db.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(row[0] for row in await db.execute(text(f"EXPLAIN {compiled}")))
+    assert "ix_inbox_emails_search_trigrams" in plan

@@ -45,7 +45,10 @@ class InboxServicer(inbox_pb2_grpc.InboxServiceServicer):
             current_principal(), where, page_size=request.page_size, page_token=request.page_token
         )
         return inbox_pb2.ListEmailsResponse(
-            emails=[email_to_proto(e) for e in page.emails], next_page_token=token, total_size=page.total
+            emails=[email_to_proto(e) for e in page.emails],
+            next_page_token=token,
+            total_size=page.total,
+            total_size_capped=page.capped,
         )
 
     async def GetEmail(

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, Text, bindparam, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, Row, Text, bindparam, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,6 +51,14 @@ def _email(row: Row[Any]) -> Email:
     )
 
 
+TRIGRAM = 3
+# A page counts the matches up to this many; beyond, the total is reported as capped. Counting
+# every match of a broad filter over 100,000 emails costs more than the page itself.
+MAX_COUNTED = 10_000
+# Every column but the search trigrams, which only the database reads.
+EMAIL_COLUMNS = [column for column in inbox_emails.c if column.name != "search_trigrams"]
+
+
 def _conditions(where: EmailFilter) -> list[ColumnElement[bool]]:
     c = inbox_emails.c
     conditions: list[ColumnElement[bool]] = []
@@ -67,6 +75,11 @@ def _conditions(where: EmailFilter) -> list[ColumnElement[bool]]:
     if where.sent_before is not None:
         conditions.append(c.sent_at < where.sent_before)
     if where.search:
+        if len(where.search) >= TRIGRAM:
+            # Served by the GIN index: rows holding every trigram of the search. A superset of
+            # the matches (trigrams may span fields or sit apart), so the ILIKE below decides.
+            trigrams = func.inbox_trigrams(where.search, type_=ARRAY(Text))
+            conditions.append(c.search_trigrams.contains(trigrams))
         # autoescape makes `%`, `_` and the escape character literal: user text never becomes a
         # pattern, and it travels as a bound parameter, never pasted into SQL.
         conditions.append(
@@ -184,11 +197,11 @@ class InboxRepository:
         return email_id
 
     async def get(self, email_id: UUID) -> Email | None:
-        row = (await self._db.execute(select(inbox_emails).where(inbox_emails.c.id == email_id))).first()
+        row = (await self._db.execute(select(*EMAIL_COLUMNS).where(inbox_emails.c.id == email_id))).first()
         return _email(row) if row else None
 
     async def by_provider_id(self, resend_email_id: str) -> Email | None:
-        query = select(inbox_emails).where(inbox_emails.c.resend_email_id == resend_email_id)
+        query = select(*EMAIL_COLUMNS).where(inbox_emails.c.resend_email_id == resend_email_id)
         row = (await self._db.execute(query)).first()
         return _email(row) if row else None
 
@@ -213,18 +226,20 @@ class InboxRepository:
     async def page(self, where: EmailFilter, after: Cursor | None, limit: int) -> EmailPage:
         c = inbox_emails.c
         conditions = _conditions(where)
-        query = select(inbox_emails).where(*conditions)
+        query = select(*EMAIL_COLUMNS).where(*conditions)
         if after is not None:
             query = query.where(tuple_(c.sent_at, c.id) < tuple_(after.at, after.id))
         # One row more than asked tells whether another page exists.
         query = query.order_by(c.sent_at.desc(), c.id.desc()).limit(limit + 1)
         rows = (await self._db.execute(query)).all()
         emails = [_email(r) for r in rows[:limit]]
-        total = (
-            await self._db.execute(select(func.count()).select_from(inbox_emails).where(*conditions))
+        matches = select(literal(1)).select_from(inbox_emails).where(*conditions).limit(MAX_COUNTED + 1)
+        counted: int = (
+            await self._db.execute(select(func.count()).select_from(matches.subquery()))
         ).scalar_one()
         last = emails[-1] if len(rows) > limit else None
-        return EmailPage(emails, Cursor(last.sent_at, last.id) if last else None, total)
+        cursor = Cursor(last.sent_at, last.id) if last else None
+        return EmailPage(emails, cursor, min(counted, MAX_COUNTED), capped=counted > MAX_COUNTED)
 
     async def stats(self, sent_from: datetime | None, sent_before: datetime | None) -> EmailStats:
         c = inbox_emails.c

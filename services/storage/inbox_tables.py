@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -95,6 +96,18 @@ inbox_emails = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Trigrams of recipient, sender and subject for indexed substring search without pg_trgm
+    # (migration 0004 creates the IMMUTABLE function inbox_trigrams).
+    Column(
+        "search_trigrams",
+        ARRAY(Text),
+        Computed(
+            "inbox_trigrams(coalesce(recipient, '') || chr(10) || coalesce(sender, '') "
+            "|| chr(10) || coalesce(subject, ''))",
+            persisted=True,
+        ),
+        nullable=False,
+    ),
     UniqueConstraint("resend_email_id"),
     CheckConstraint(_in("status", EMAIL_STATUS_VALUES), name="status_valid"),
     Index("ix_inbox_emails_listing", text("sent_at DESC"), text("id DESC")),
@@ -102,6 +115,7 @@ inbox_emails = Table(
     Index("ix_inbox_emails_email_type", "email_type", text("sent_at DESC"), text("id DESC")),
     Index("ix_inbox_emails_recipient", "recipient", text("sent_at DESC")),
     Index("ix_inbox_emails_booking_id", "booking_id"),
+    Index("ix_inbox_emails_search_trigrams", "search_trigrams", postgresql_using="gin"),
 )
 
 email_events = Table(

@@ -267,7 +267,9 @@ class ListEmailsRequest(_message.Message):
     """From a previous response; only valid with the same filters."""
     status: Global___EmailStatus.ValueType
     search: _builtins.str
-    """Case-insensitive substring of recipient, sender or subject (matched literally)."""
+    """Case-insensitive substring of recipient, sender or subject (matched literally, at most 200
+    characters). Three or more characters are served by a trigram index.
+    """
     email_type: _builtins.str
     """Exact `email_type` tag."""
     recipient: _builtins.str
@@ -309,9 +311,15 @@ class ListEmailsResponse(_message.Message):
     EMAILS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_CAPPED_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_size: _builtins.int
-    """Number of emails matching the filters, over all pages."""
+    """Number of emails matching the filters, over all pages, counted up to 10,000 so that a page
+    never costs a scan of the whole inbox: when more match, total_size is 10,000 and
+    total_size_capped is true (an admin UI shows "10,000+" and pages on with next_page_token).
+    """
+    total_size_capped: _builtins.bool
+    """True when more emails match than total_size says."""
     @_builtins.property
     def emails(self) -> _containers.RepeatedCompositeFieldContainer[Global___Email]: ...
     def __init__(
@@ -320,10 +328,11 @@ class ListEmailsResponse(_message.Message):
         emails: _abc.Iterable[Global___Email] | None = ...,
         next_page_token: _builtins.str = ...,
         total_size: _builtins.int = ...,
+        total_size_capped: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["emails", b"emails", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emails", b"emails", "next_page_token", b"next_page_token", "total_size", b"total_size", "total_size_capped", b"total_size_capped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
