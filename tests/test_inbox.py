@@ -9,7 +9,7 @@ import inbox_fixtures
 import pytest
 from inbox_fixtures import insert_booking
 from resend_samples import encode, event, now, sign
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.email_status import EmailStatus
@@ -278,12 +278,34 @@ async def test_short_and_long_searches_agree_with_ilike(
     assert await names(inbox, seeded, seeded_with(search=search)) == expected
 
 
-async def test_search_of_three_or_more_characters_uses_the_trigram_index(engine: AsyncEngine) -> None:
-    where = inbox_storage._conditions(EmailFilter(search="confirmed"))
-    query = select(inbox_storage.EMAIL_COLUMNS[0]).where(*where)
-    compiled = query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+@pytest.mark.parametrize("max_candidates", [inbox_storage.MAX_CANDIDATES, 2])
+async def test_sparse_and_dense_searches_give_the_same_rows(
+    inbox: InboxService,
+    seeded: dict[str, uuid.UUID],
+    monkeypatch: pytest.MonkeyPatch,
+    max_candidates: int,
+) -> None:
+    """Few trigram candidates are read by id; more than MAX_CANDIDATES fall back to the listing
+    index with the ILIKE alone. Either way the rows are the same."""
+    monkeypatch.setattr(inbox_storage, "MAX_CANDIDATES", max_candidates)
+    assert await names(inbox, seeded, seeded_with(search="confirmed")) == ["e", "a"]
+    assert await names(inbox, seeded, seeded_with(search="EXODRIVE.COM")) == ["f", "e", "d", "c", "b", "a"]
+    assert await names(inbox, seeded, seeded_with(search="zzz%_")) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "sees"), [("admin", True), ("service", True), ("customer", False), ("", False)]
+)
+async def test_search_candidates_are_for_staff_only(
+    engine: AsyncEngine, seeded: dict[str, uuid.UUID], role: str, sees: bool
+) -> None:
+    """The SECURITY DEFINER function runs past row level security, so it checks the caller
+    itself, exactly as the policy does; it is called here as the application role."""
     async with engine.connect() as db:
-        # The seeded table is tiny; a sequential scan would win on cost, so it is ruled out.
-        await db.execute(text("SET LOCAL enable_seqscan = off"))
-        plan = "\n".join(row[0] for row in await db.execute(text(f"EXPLAIN {compiled}")))
-    assert "ix_inbox_emails_search_trigrams" in plan
+        await db.execute(text("SET LOCAL ROLE exodrive_app"))
+        await db.execute(text("SELECT set_config('exodrive.role', :role, true)"), {"role": role})
+        rows = await db.execute(text("SELECT inbox_search_candidates('Contract to sign', 10)"))
+        found = {row[0] for row in rows}
+    assert (seeded["f"] in found) is sees
+    if not sees:
+        assert found == set()

@@ -314,9 +314,9 @@ class ListEmailsResponse(_message.Message):
     TOTAL_SIZE_CAPPED_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_size: _builtins.int
-    """Number of emails matching the filters, over all pages, counted up to 10,000 so that a page
-    never costs a scan of the whole inbox: when more match, total_size is 10,000 and
-    total_size_capped is true (an admin UI shows "10,000+" and pages on with next_page_token).
+    """Number of emails matching the filters, over all pages, counted up to 1,000 so that a page
+    never costs a scan of the whole inbox: when more match, total_size is 1,000 and
+    total_size_capped is true (an admin UI shows "1,000+" and pages on with next_page_token).
     """
     total_size_capped: _builtins.bool
     """True when more emails match than total_size says."""
