@@ -53,4 +53,4 @@ bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .exodrive .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .exodrive .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,9 @@ import asyncio
 import multiprocessing
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
+from multiprocessing import resource_tracker
 
 import pytest
 from fleet_helpers import ANON, TODAY, booking_request, make_app, make_car
@@ -22,6 +24,14 @@ pytestmark = pytest.mark.slow
 
 PROCESSES = 2
 CALLS_PER_PROCESS = 25
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _resource_tracker_ends_with_this_module() -> Iterator[None]:
+    """The spawn pools start multiprocessing's resource tracker, a process that would otherwise
+    outlive the run and save its coverage data after the run has combined it (a stray file)."""
+    yield
+    resource_tracker._resource_tracker._stop()
 
 
 async def _create_all(settings_json: str, requests: list[BookingRequest]) -> list[str]:
@@ -49,6 +59,10 @@ def _run_in_processes(settings: Settings, batches: list[list[BookingRequest]]) -
     context = multiprocessing.get_context("spawn")
     with context.Pool(len(batches)) as pool:
         results = pool.starmap(_process_main, [(settings.model_dump_json(), batch) for batch in batches])
+        # Let the workers exit on their own (not SIGTERMed by the pool's exit), finishing what
+        # they write at exit, coverage data included.
+        pool.close()
+        pool.join()
     return Counter(outcome for result in results for outcome in result)
 
 
