@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.interceptors import build_cache, build_interceptors
-from server.metrics import Metrics, PoolStats
+from server.metrics import Metrics, PoolStats, WebhookMetrics
 from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
 from server.servicers.fleet import FleetServicer
@@ -127,7 +127,7 @@ async def build_application(
     inbox_uow = inbox_unit_of_work_factory(engine, session_role=session_role)
     inbox = InboxService(inbox_uow)
     secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secrets]
-    webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock))
+    webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock), WebhookMetrics(metrics))
     servicers = [
         ServicerRegistration(
             "exodrive.v1.FleetService",

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from services.webhook_outcomes import Outcome
+
 # Latency buckets in seconds: sub-millisecond cache hits up to slow database calls.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -62,6 +64,18 @@ class Metrics:
         self.redis_errors = Counter(
             "exodrive_redis_errors", "Redis failures by component", ["component"], registry=r
         )
+        self.webhook_refusals = Counter(
+            "exodrive_webhook_refusals",
+            "Webhook deliveries refused before storing (signature) by provider and cause",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "exodrive_webhook_deliveries",
+            "Verified webhook deliveries by provider and outcome (stored, duplicate, failed, ignored)",
+            ["provider", "outcome"],
+            registry=r,
+        )
         self._pool_collector: _PoolCollector | None = None
 
     def track_db_pool(self, stats: Callable[[], PoolStats]) -> None:
@@ -70,6 +84,19 @@ class Metrics:
             self.registry.unregister(self._pool_collector)
         self._pool_collector = _PoolCollector(stats)
         self.registry.register(self._pool_collector)
+
+
+class WebhookMetrics:
+    """The webhook service's outcomes (services.webhook_outcomes) as Prometheus counters."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def refused(self, provider: str, why: str) -> None:
+        self._metrics.webhook_refusals.labels(provider, why).inc()
+
+    def ingested(self, provider: str, outcome: Outcome) -> None:
+        self._metrics.webhook_deliveries.labels(provider, outcome.value).inc()
 
 
 def start_metrics_server(metrics: Metrics, port: int, host: str = "127.0.0.1") -> tuple[WSGIServer, Thread]:

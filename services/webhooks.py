@@ -21,6 +21,7 @@ from services.inbox_model import Cursor, WebhookEvent, WebhookEventFilter
 from services.principal import Principal, Role
 from services.resend_events import EmailEventFacts, MalformedEventError, UnusedEvent, parse_event
 from services.storage.inbox_unit_of_work import InboxUnitOfWork, InboxUnitOfWorkFactory
+from services.webhook_outcomes import IgnoredOutcomes, Outcome, WebhookOutcomes
 from services.webhook_signature import InvalidSignatureError, SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,13 @@ async def _apply(uow: InboxUnitOfWork, reading: _Reading, event_id: UUID, body: 
         await uow.inbox.apply(reading.facts, event_id, document)
 
 
+_OUTCOME = {
+    WebhookEventStatus.PROCESSED: Outcome.STORED,
+    WebhookEventStatus.FAILED: Outcome.FAILED,
+    WebhookEventStatus.IGNORED: Outcome.IGNORED,
+}
+
+
 def _require_staff(principal: Principal) -> None:
     if not principal.is_authenticated:
         raise DomainError(Reason.UNAUTHENTICATED, "sign in as an admin to read webhook events")
@@ -76,9 +84,15 @@ def event_not_found(event_id: UUID) -> DomainError:
 
 
 class WebhookService:
-    def __init__(self, uow: InboxUnitOfWorkFactory, verifier: SignatureVerifier) -> None:
+    def __init__(
+        self,
+        uow: InboxUnitOfWorkFactory,
+        verifier: SignatureVerifier,
+        outcomes: WebhookOutcomes | None = None,
+    ) -> None:
         self._uow = uow
         self._verifier = verifier
+        self._outcomes = outcomes if outcomes is not None else IgnoredOutcomes()
         # Refused deliveries by cause; nothing else of them is kept. Metrics read it.
         self.rejections: Counter[str] = Counter()
 
@@ -87,6 +101,7 @@ class WebhookService:
             delivery = self._verifier.verify(body, headers)
         except InvalidSignatureError as exc:
             self.rejections[exc.why] += 1
+            self._outcomes.refused(RESEND_PROVIDER, exc.why)
             log.warning("webhook refused", extra={"provider": RESEND_PROVIDER, "why": exc.why})
             raise
         reading = _read(body)
@@ -105,9 +120,11 @@ class WebhookService:
             if event_id is None:
                 stored = await uow.webhook_events.by_provider_id(RESEND_PROVIDER, delivery.message_id)
                 assert stored is not None  # the conflicting row is committed and visible
+                self._outcomes.ingested(RESEND_PROVIDER, Outcome.DUPLICATE)
                 return WebhookReceipt(stored.id, duplicate=True, status=stored.status)
             await _apply(uow, reading, event_id, body)
             await uow.commit()
+        self._outcomes.ingested(RESEND_PROVIDER, _OUTCOME[reading.status])
         if reading.error is not None:
             # Stored (and committed) as failed for admins to see; the provider gets a 400.
             error = invalid(*reading.error.violations)
