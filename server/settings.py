@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     rate_limit_authenticated: int = 120
     rate_limit_admin: int = 300
     rate_limit_booking_create: int = 10
+    # Per provider, over the sliding window: a burst of up to 600 deliveries is admitted at once,
+    # and a refused one is retried by the provider (Svix backs off), so nothing is lost; a
+    # deployment whose provider sustains more than 10/s raises this (the benchmark does).
     rate_limit_webhook: int = 600
     rate_limit_window_seconds: float = 60.0
     rate_limit_booking_window_seconds: float = 3600.0
