@@ -24,7 +24,13 @@ _EMAIL = re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]
 _SECRET_ASSIGNMENT = re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key)=\S+")
 _SECRET_NAME = re.compile(r"(?i)password|passwd|secret|token|api[_-]?key|authorization|cookie")
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Also skipped: uvicorn's `color_message`, a copy of the message with terminal colour codes.
+_NOT_EXTRA = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def redact(text: str) -> str:
@@ -71,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             "trace_id": getattr(record, "trace_id", None) or current_trace_id(),
         }
         for name, value in record.__dict__.items():
-            if name in _RECORD_ATTRIBUTES or name == "trace_id":
+            if name in _NOT_EXTRA or name == "trace_id":
                 continue
             # An extra never hides one of the line's own keys.
             key = f"extra_{name}" if name in entry or name == "stack" else name

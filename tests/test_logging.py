@@ -117,6 +117,15 @@ def test_a_trace_id_extra_is_the_lines_trace_id(logged: tuple[logging.Logger, io
     assert "extra_trace_id" not in second
 
 
+def test_uvicorns_coloured_copy_of_the_message_is_left_out(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, stream = logged
+    log.info("Uvicorn running", extra={"color_message": "\x1b[1mUvicorn running\x1b[0m"})
+    [line] = _lines(stream)
+    assert set(line) == {"time", "level", "logger", "message", "trace_id"}
+
+
 def test_a_plain_line_has_only_the_fixed_keys() -> None:
     record = logging.makeLogRecord({"msg": "hello %s", "args": ("world",), "levelname": "INFO", "name": "x"})
     line = json.loads(JsonFormatter().format(record))
