@@ -32,14 +32,20 @@ RETURN ARRAY(
 """
 APP_ROLE = "exodrive_app"
 # Ids of at most `max_rows` emails holding every trigram of `search`, for staff callers only.
+# PL/pgSQL with EXECUTE ... USING plans the query with the trigrams' values: a SQL function would
+# plan it with an opaque parameter, which let small tables fall back to a scan recomputing the
+# search's trigrams on every row.
 CANDIDATES_FUNCTION = """
 CREATE FUNCTION inbox_search_candidates(search text, max_rows integer) RETURNS SETOF uuid
-LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, public
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, public
 AS $$
-    SELECT id FROM public.inbox_emails
-    WHERE current_setting('exodrive.role', true) IN ('admin', 'service')
-      AND search_trigrams @> public.inbox_trigrams(search)
-    LIMIT max_rows
+BEGIN
+    IF current_setting('exodrive.role', true) IN ('admin', 'service') THEN
+        RETURN QUERY EXECUTE
+            'SELECT id FROM public.inbox_emails WHERE search_trigrams @> $1 LIMIT $2'
+            USING public.inbox_trigrams(search), max_rows;
+    END IF;
+END
 $$
 """
 SEARCH_TEXT = "coalesce(recipient, '') || chr(10) || coalesce(sender, '') || chr(10) || coalesce(subject, '')"
