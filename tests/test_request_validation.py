@@ -40,6 +40,7 @@ from server.auth import mint_token
 from server.bootstrap import Application, build_application
 from server.gateway import GatewayServer, create_gateway_app
 from server.grpc_server import GrpcServer
+from server.interceptors.request_text import nul_fields
 from server.settings import Settings
 from services.principal import Role
 
@@ -354,3 +355,11 @@ async def test_an_email_time_out_of_range_is_dropped_not_fatal(stack: Stack) -> 
     )
     assert response.status_code == 200
     assert json.loads(response.text)["status"] == "WEBHOOK_EVENT_STATUS_PROCESSED"
+
+
+def test_nul_fields_walks_maps_repeated_and_nested_messages() -> None:
+    email = inbox_pb2.Email(recipients=["ok", NUL], tags={"fine": NUL, NUL: "x"}, subject=NUL)
+    assert sorted(nul_fields(email)) == ["recipients[1]", "subject", "tags", "tags['fine']"]
+    request = fleet_pb2.CreateCarRequest(car=fleet_pb2.Car(fees=[fleet_pb2.CarFee(name=NUL)]))
+    assert list(nul_fields(request)) == ["car.fees[0].name"]
+    assert list(nul_fields(fleet_pb2.ListCarsRequest(category="clean"))) == []

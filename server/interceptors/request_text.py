@@ -50,7 +50,8 @@ def nul_fields(message: Message, prefix: str = "") -> Iterator[str]:
 
 class RequestTextInterceptor(AroundInterceptor):
     async def around(self, call: Call, proceed: Proceed) -> Any:
-        if call.request is not None:
+        # Handlers without a deserializer see raw bytes (and client streams, nothing): not judged.
+        if isinstance(call.request, Message):
             bad = list(nul_fields(call.request))
             if bad:
                 raise invalid(*(FieldViolation(path, _DESCRIPTION) for path in bad))
