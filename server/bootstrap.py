@@ -58,7 +58,7 @@ class Application:
     inbox: InboxService
     webhooks: WebhookService
     servicers: list[ServicerRegistration] = field(default_factory=list)
-    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = field(default_factory=list)
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
 
     async def ping_database(self) -> bool:

@@ -22,9 +22,7 @@ Proceed = Callable[[], Awaitable[Any]]
 if TYPE_CHECKING:
     Context = grpc.aio.ServicerContext[Any, Any]
     Handler = grpc.RpcMethodHandler[Any, Any]
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    ServerInterceptor = grpc.aio.ServerInterceptor
+ServerInterceptor = grpc.aio.ServerInterceptor
 Behavior = Callable[..., Any]
 
 # Marks the behaviours made here, to tell the servicer's own handler (the innermost) from ours.
