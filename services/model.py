@@ -18,8 +18,17 @@ class BookingStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-# Statuses that hold a car's days (design §4); the exclusion constraint uses the same set.
-HOLDING_STATUSES = frozenset({BookingStatus.PENDING, BookingStatus.CONFIRMED})
+# Statuses that hold a car's days: the one definition that availability, the no-overlap
+# exclusion constraint (services/storage/tables.py, migration 0005) and creation share. ACTIVE
+# holds them too: the car is with the customer (design §4: no overlapping active bookings, ever).
+HOLDING_STATUSES = frozenset({BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.ACTIVE})
+
+
+def holding_statuses_sql() -> str:
+    """The holding statuses as the SQL list the exclusion constraint's predicate names, in
+    state-machine order (so that the schema's text is stable)."""
+    return ", ".join(f"'{status.value}'" for status in BookingStatus if status in HOLDING_STATUSES)
+
 
 # The state machine of design §4: from -> the statuses it may move to.
 TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {

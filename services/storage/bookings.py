@@ -10,9 +10,12 @@ from uuid import UUID
 from sqlalchemy import Row, and_, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.model import ActorType, Booking, BookingEvent, BookingStatus, Contact
+from services.model import HOLDING_STATUSES, ActorType, Booking, BookingEvent, BookingStatus, Contact
 from services.pricing import Fee, PriceQuote
 from services.storage.tables import booking_events, bookings
+
+# Holding statuses whose hold does not run out (a PENDING hold counts only until it expires).
+_FIRM_HOLDS = sorted(status.value for status in HOLDING_STATUSES - {BookingStatus.PENDING})
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ class BookingRepository:
                 bookings.c.start_date < end,
                 bookings.c.end_date > start,
                 or_(
-                    bookings.c.status == BookingStatus.CONFIRMED.value,
+                    bookings.c.status.in_(_FIRM_HOLDS),
                     and_(bookings.c.status == BookingStatus.PENDING.value, bookings.c.hold_expires_at > now),
                 ),
             )

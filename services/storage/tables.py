@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
 
+from services.model import holding_statuses_sql
+
 # Stable constraint names, so migrations and error mapping can refer to them.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -166,7 +168,7 @@ bookings = Table(
     ExcludeConstraint(
         (text("int8range(car_key, car_key, '[]')"), "="),
         (text("daterange(start_date, end_date, '[)')"), "&&"),
-        where=text("status IN ('PENDING', 'CONFIRMED')"),
+        where=text(f"status IN ({holding_statuses_sql()})"),
         using="gist",
         name=BOOKINGS_NO_OVERLAP,
     ),

@@ -1,0 +1,245 @@
+"""An ACTIVE booking holds its days (the car is with the customer): over real gRPC, in the
+database's own constraint, and COMPLETED still frees them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+
+import grpc
+import psycopg
+import pytest
+from conftest import RunningServer
+from edge_harness import status_details
+from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc, money_pb2
+from google.rpc import error_details_pb2
+from google.type import date_pb2
+
+from server.auth import mint_token
+from server.bootstrap import build_application
+from server.grpc_server import GrpcServer
+from server.settings import Settings
+from services.model import HOLDING_STATUSES, BookingStatus
+from services.principal import Role
+from services.storage.tables import BOOKINGS_NO_OVERLAP
+
+Metadata = list[tuple[str, str]]
+
+
+@pytest.fixture
+async def server(migrated_settings: Settings) -> AsyncIterator[RunningServer]:
+    """The full application over gRPC, its limits off: these tests book many times from one address."""
+    settings = migrated_settings.model_copy(update={"rate_limit_enabled": False})
+    app = await build_application(settings)
+    grpc_server = GrpcServer(app, host="127.0.0.1", port=0, grace_seconds=1.0)
+    await grpc_server.start()
+    channel = grpc.aio.insecure_channel(grpc_server.address)
+    try:
+        yield RunningServer(grpc_server.address, channel, app, grpc_server)
+    finally:
+        await channel.close()
+        await grpc_server.stop(grace_seconds=1.0)
+
+
+def auth(settings: Settings, role: Role, subject: str | None = None) -> Metadata:
+    assert settings.jwt_secret is not None
+    token = mint_token(
+        settings.jwt_secret.get_secret_value(), role=role, subject=subject or f"{role}-{uuid.uuid4().hex[:8]}"
+    )
+    return [("authorization", f"Bearer {token}")]
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    for packed in status_details(error).details:
+        info = error_details_pb2.ErrorInfo()
+        if packed.Unpack(info):
+            return info
+    raise AssertionError("no ErrorInfo in the status details")
+
+
+def gdate(value: date) -> date_pb2.Date:
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
+
+
+def usd(cents: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code="USD", amount_minor=cents)
+
+
+async def create_car(fleet: fleet_pb2_grpc.FleetServiceStub, admin: Metadata, **fields: object) -> str:
+    car = fleet_pb2.Car(
+        slug=f"hold-{uuid.uuid4().hex[:10]}",
+        name="Porsche 911 GT3",
+        daily_rate=usd(50000),
+        deposit=usd(200000),
+        minimum_days=1,
+        available=True,
+        **fields,  # type: ignore[arg-type]
+    )
+    created = await fleet.CreateCar(fleet_pb2.CreateCarRequest(car=car), metadata=admin)
+    return created.car.car_id
+
+
+async def book(
+    bookings: booking_pb2_grpc.BookingServiceStub, customer: Metadata, car_id: str, start: date, end: date
+) -> booking_pb2.Booking:
+    made = await bookings.CreateBooking(
+        booking_pb2.CreateBookingRequest(
+            request_id=str(uuid.uuid4()),
+            car_id=car_id,
+            start_date=gdate(start),
+            end_date=gdate(end),
+            contact=booking_pb2.Contact(
+                full_name="Ada Lovelace", email=f"ada-{uuid.uuid4().hex[:8]}@example.com"
+            ),
+        ),
+        metadata=customer,
+    )
+    return made.booking
+
+
+async def move(
+    bookings: booking_pb2_grpc.BookingServiceStub,
+    admin: Metadata,
+    booking_id: str,
+    status: booking_pb2.BookingStatus.ValueType,
+) -> None:
+    moved = await bookings.UpdateBookingStatus(
+        booking_pb2.UpdateBookingStatusRequest(booking_id=booking_id, status=status, reason="test"),
+        metadata=admin,
+    )
+    assert moved.booking.status == status
+
+
+async def availability(
+    fleet: fleet_pb2_grpc.FleetServiceStub, car_id: str, start: date, end: date
+) -> fleet_pb2.GetCarAvailabilityResponse:
+    return await fleet.GetCarAvailability(
+        fleet_pb2.GetCarAvailabilityRequest(car_id=car_id, start_date=gdate(start), end_date=gdate(end))
+    )
+
+
+async def test_an_active_booking_keeps_its_days_until_completed(
+    server: RunningServer, migrated_settings: Settings
+) -> None:
+    fleet = fleet_pb2_grpc.FleetServiceStub(server.channel)
+    bookings = booking_pb2_grpc.BookingServiceStub(server.channel)
+    admin = auth(migrated_settings, Role.ADMIN)
+    car_id = await create_car(fleet, admin)
+    first = date.today() + timedelta(days=40)
+    held = [first + timedelta(days=offset) for offset in range(4)]
+
+    booking = await book(
+        bookings, auth(migrated_settings, Role.CUSTOMER), car_id, first, first + timedelta(days=4)
+    )
+    await move(bookings, admin, booking.booking_id, booking_pb2.BOOKING_STATUS_CONFIRMED)
+    await move(bookings, admin, booking.booking_id, booking_pb2.BOOKING_STATUS_ACTIVE)
+
+    seen = await availability(fleet, car_id, first, first + timedelta(days=4))
+    assert seen.available is False
+    assert [date(d.year, d.month, d.day) for d in seen.unavailable_dates] == held
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await book(
+            bookings,
+            auth(migrated_settings, Role.CUSTOMER),
+            car_id,
+            first + timedelta(days=1),
+            first + timedelta(days=3),
+        )
+    assert caught.value.code() is grpc.StatusCode.ABORTED
+    info = error_info(caught.value)
+    assert info.reason == "CAR_UNAVAILABLE"
+    assert info.metadata["car_id"] == car_id
+    # Nothing was written for the refused request.
+    listed = await bookings.ListBookings(booking_pb2.ListBookingsRequest(car_id=car_id), metadata=admin)
+    assert [b.booking_id for b in listed.bookings] == [booking.booking_id]
+
+    # The return day is free: the next customer may pick the car up on the end date.
+    after = await book(
+        bookings,
+        auth(migrated_settings, Role.CUSTOMER),
+        car_id,
+        first + timedelta(days=4),
+        first + timedelta(days=6),
+    )
+    assert after.status == booking_pb2.BOOKING_STATUS_PENDING
+
+    # Returned: COMPLETED releases the days.
+    await move(bookings, admin, booking.booking_id, booking_pb2.BOOKING_STATUS_COMPLETED)
+    freed = await availability(fleet, car_id, first, first + timedelta(days=4))
+    assert freed.available is True
+    assert list(freed.unavailable_dates) == []
+    again = await book(
+        bookings,
+        auth(migrated_settings, Role.CUSTOMER),
+        car_id,
+        first + timedelta(days=1),
+        first + timedelta(days=3),
+    )
+    assert again.status == booking_pb2.BOOKING_STATUS_PENDING
+
+
+def _insert_booking(
+    conn: psycopg.Connection[object],
+    car_id: object,
+    key: object,
+    customer_id: object,
+    start: str,
+    end: str,
+    status: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO bookings (car_id, car_key, customer_id, request_id, request_fingerprint, "
+        "start_date, end_date, status, contact_name, contact_email, currency, days, "
+        "daily_rate_cents, rental_cents, fees_total_cents, discount_percent, discount_cents, "
+        "discounted_subtotal_cents, tax_rate_basis_points, tax_cents, total_cents, deposit_cents) "
+        "VALUES (%s, %s, %s, gen_random_uuid(), 'f', %s, %s, %s, 'R', 'r@example.com', 'USD', "
+        "1, 100, 100, 0, 0, 0, 100, 0, 0, 100, 0)",
+        (car_id, key, customer_id, start, end, status),
+    )
+
+
+def test_the_database_refuses_a_raw_insert_overlapping_an_active_booking(migrated_settings: Settings) -> None:
+    assert migrated_settings.database_url is not None
+    with psycopg.connect(migrated_settings.database_url) as conn:
+        car_id, key = conn.execute(
+            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
+            "VALUES (%s, 'Raw', 100, 0, 'USD') RETURNING id, key",
+            (f"raw-active-{uuid.uuid4().hex[:8]}",),
+        ).fetchone()  # type: ignore[misc]
+        customer_id = conn.execute(
+            "INSERT INTO customers (email, full_name) VALUES (%s, 'Raw') RETURNING id",
+            (f"raw-{uuid.uuid4().hex[:8]}@example.com",),
+        ).fetchone()[0]  # type: ignore[index]
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "ACTIVE")
+        conn.commit()
+        for status in ("PENDING", "CONFIRMED", "ACTIVE"):
+            with pytest.raises(psycopg.errors.ExclusionViolation) as refused:
+                _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", status)
+            assert refused.value.diag.constraint_name == BOOKINGS_NO_OVERLAP
+            conn.rollback()
+        # Released statuses never hold, and the return day is free.
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", "CANCELLED")
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", "COMPLETED")
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-05", "2032-05-06", "PENDING")
+        conn.commit()
+        # COMPLETED frees the days: a later booking over them is accepted.
+        conn.execute(
+            "UPDATE bookings SET status = 'COMPLETED' WHERE car_id = %s AND status = 'ACTIVE'", (car_id,)
+        )
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "CONFIRMED")
+        conn.commit()
+
+
+def test_the_constraint_names_exactly_the_holding_statuses(migrated_settings: Settings) -> None:
+    """The migrated constraint and services/model.py HOLDING_STATUSES are one definition."""
+    assert migrated_settings.database_url is not None
+    with psycopg.connect(migrated_settings.database_url) as conn:
+        row = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s", (BOOKINGS_NO_OVERLAP,)
+        ).fetchone()
+    assert row is not None
+    definition = str(row[0])
+    named = {status for status in BookingStatus if f"'{status.value}'" in definition}
+    assert named == HOLDING_STATUSES == {BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.ACTIVE}
