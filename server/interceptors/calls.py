@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from server.policy import MethodInfo, PolicyTable
+from services.errors import invalid_field
 
 Proceed = Callable[[], Awaitable[Any]]
 if TYPE_CHECKING:
@@ -27,6 +28,49 @@ Behavior = Callable[..., Any]
 
 # Marks the behaviours made here, to tell the servicer's own handler (the innermost) from ours.
 _EDGE_MARK = "__exodrive_edge__"
+# The field a BadRequest violation names when the request's bytes are not a valid message.
+UNDECODABLE_FIELD = "request"
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse (corrupt wire format, bad UTF-8 in a
+    string). grpcio deserializes before any behaviour runs and would answer UNKNOWN with the
+    exception's text; with this marker the call goes through the whole chain (trace id, metrics,
+    error details) and is refused where the servicer would have been called."""
+
+    def __init__(self, message_name: str) -> None:
+        self.message_name = message_name
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The handler's deserializer, answering `_Undecodable` instead of raising DecodeError."""
+    if deserializer is None or getattr(deserializer, _EDGE_MARK, False):
+        return deserializer
+    parse = deserializer
+    # Generated handlers deserialize with the request class's bound `FromString`.
+    descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    name = str(getattr(descriptor, "full_name", "request"))
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable(name)
+
+    setattr(deserialize, _EDGE_MARK, True)
+    return deserialize
+
+
+def _refuse(marker: _Undecodable) -> Exception:
+    return invalid_field(UNDECODABLE_FIELD, f"is not a valid {marker.message_name} message")
+
+
+async def _checked(requests: Any) -> Any:
+    """A request stream that refuses the first message whose bytes did not parse."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise _refuse(request)
+        yield request
 
 
 @dataclass
@@ -126,6 +170,25 @@ async def _drive(behavior: Behavior, first: Any, context: Context) -> None:
         await result
 
 
+def _servicer_side(behavior: Behavior, streaming_request: bool) -> Behavior:
+    """The servicer's own handler refuses an undecodable request; ours pass it inward."""
+    if getattr(behavior, _EDGE_MARK, False):
+        return behavior
+    if streaming_request:
+        return lambda requests, context: behavior(_checked(requests), context)
+
+    def refusing(request: Any, context: Context) -> Any:
+        if isinstance(request, _Undecodable):
+            raise _refuse(request)
+        return behavior(request, context)
+
+    return refusing
+
+
+def _message(request: Any) -> Message | None:
+    return None if isinstance(request, _Undecodable) else request
+
+
 def _wrap(
     handler: Handler,
     interceptor: AroundInterceptor,
@@ -133,32 +196,32 @@ def _wrap(
     info: MethodInfo | None,
 ) -> Handler:
     method: str = details.method
-    deserializer = handler.request_deserializer
+    deserializer = _tolerant(handler.request_deserializer)
     serializer = handler.response_serializer
     around = interceptor.around
 
     if handler.unary_unary is not None:
-        unary_unary: Behavior = handler.unary_unary
+        unary_unary = _servicer_side(handler.unary_unary, False)
 
         async def unary_unary_behavior(request: Message, context: Context) -> Any:
-            call = Call(method, details, context, request, info, False)
+            call = Call(method, details, context, _message(request), info, False)
             return await around(call, lambda: unary_unary(request, context))
 
         setattr(unary_unary_behavior, _EDGE_MARK, True)
         return grpc.unary_unary_rpc_method_handler(unary_unary_behavior, deserializer, serializer)
 
     if handler.unary_stream is not None:
-        unary_stream: Behavior = handler.unary_stream
+        unary_stream = _servicer_side(handler.unary_stream, False)
 
         async def unary_stream_behavior(request: Message, context: Context) -> None:
-            call = Call(method, details, context, request, info, True)
+            call = Call(method, details, context, _message(request), info, True)
             await around(call, lambda: _drive(unary_stream, request, context))
 
         setattr(unary_stream_behavior, _EDGE_MARK, True)
         return grpc.unary_stream_rpc_method_handler(unary_stream_behavior, deserializer, serializer)
 
     if handler.stream_unary is not None:
-        stream_unary: Behavior = handler.stream_unary
+        stream_unary = _servicer_side(handler.stream_unary, True)
 
         async def stream_unary_behavior(requests: Any, context: Context) -> Any:
             call = Call(method, details, context, None, info, False)
@@ -167,7 +230,7 @@ def _wrap(
         setattr(stream_unary_behavior, _EDGE_MARK, True)
         return grpc.stream_unary_rpc_method_handler(stream_unary_behavior, deserializer, serializer)
 
-    stream_stream: Behavior = handler.stream_stream  # type: ignore[assignment]
+    stream_stream = _servicer_side(handler.stream_stream, True)  # type: ignore[arg-type]
 
     async def stream_stream_behavior(requests: Any, context: Context) -> None:
         call = Call(method, details, context, None, info, True)
