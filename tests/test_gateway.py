@@ -23,6 +23,11 @@ from server.gateway.http_status import HTTP_STATUS
 from server.settings import Settings
 
 ORIGIN = "https://app.exodrive.example"
+GENERIC_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "upstream unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "upstream deadline exceeded",
+    grpc.StatusCode.CANCELLED: "upstream call cancelled",
+}
 
 
 def _free_port() -> int:
@@ -313,8 +318,14 @@ async def test_every_grpc_code_maps_like_grpc_gateway(stack: Stack, code: grpc.S
         body = response.json()
         assert body["status"] == expected
         assert body["error"]["code"] == code.name
-        assert body["error"]["message"] == f"asked for {code.name}"
+        # A status the server sent without ErrorInfo is not one of its errors: gRPC's own text is
+        # not shown; the caller gets a generic message and the ErrorInfo with the trace id.
+        assert "asked for" not in response.text
+        assert body["error"]["message"] == GENERIC_MESSAGES.get(code, "upstream call failed")
         assert response.headers["x-trace-id"] == body["error"]["traceId"]
+        info = body["error"]["details"][0]
+        assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert (info["reason"], info["metadata"]["trace_id"]) == (code.name, body["error"]["traceId"])
 
 
 def test_status_table_is_grpc_gateways() -> None:
@@ -450,7 +461,7 @@ async def test_health_ready_metrics_and_docs(stack: Stack) -> None:
     assert "/openapi.json" in docs.text
 
 
-async def test_upstream_down_is_503_then_recovers() -> None:
+async def test_upstream_down_is_503_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
     port = _free_port()
     gateway = GatewayServer(create_gateway_app(Settings(), f"127.0.0.1:{port}"))
     await gateway.start()
@@ -463,7 +474,20 @@ async def test_upstream_down_is_503_then_recovers() -> None:
             body = down.json()
             assert body["status"] == 503
             assert body["error"]["code"] == "UNAVAILABLE"
+            assert body["error"]["message"] == "upstream unavailable"
             assert body["error"]["traceId"] == down.headers["x-trace-id"]
+            assert down.headers["retry-after"] == "1"
+            info, retry = body["error"]["details"]
+            assert (info["reason"], info["domain"]) == ("UNAVAILABLE", "exodrive.com")
+            assert info["metadata"] == {"trace_id": down.headers["x-trace-id"]}
+            assert retry == {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
+            # Neither the upstream's address nor gRPC's own words reach the caller; the log has them.
+            for leak in (str(port), "127.0.0.1", "ipv4", "connect", "addresses"):
+                assert leak not in down.text
+            logged = [r for r in caplog.records if r.getMessage() == "upstream call failed"]
+            assert logged
+            assert str(port) in logged[-1].detail  # type: ignore[attr-defined]
+            assert logged[-1].trace_id == down.headers["x-trace-id"]  # type: ignore[attr-defined]
             assert (await http.get("/readyz")).status_code == 503
 
             server.add_insecure_port(f"127.0.0.1:{port}")

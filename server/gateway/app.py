@@ -24,9 +24,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.routing import request_response
 
-from server.gateway.error_body import domain_error_document, error_document
+from server.gateway.error_body import (
+    UNAVAILABLE_RETRY_SECONDS,
+    channel_error_document,
+    domain_error_document,
+    error_document,
+    has_error_info,
+)
 from server.gateway.headers import (
     EXPOSED_HEADERS,
+    HeadersTooLargeError,
     request_metadata,
     response_headers,
     timeout_of,
@@ -131,6 +138,8 @@ class Transcoding:
         self, request: Request, route: Route, path_values: dict[str, str], trace_id: str
     ) -> Response:
         try:
+            peer = request.client.host if request.client else None
+            metadata = request_metadata(request.headers.items(), peer, trace_id)
             body = await self._read_body(request) if route.body else b""
             timeout = timeout_of(request.headers, self._default_timeout)
             grpc_request = build_request(
@@ -140,8 +149,13 @@ class Transcoding:
                 body,
                 request.headers.get("content-type", ""),
             )
-            peer = request.client.host if request.client else None
-            metadata = request_metadata(request.headers.items(), peer, trace_id)
+        except HeadersTooLargeError as too_large:
+            # As Envoy and Go's net/http answer headers over their limit.
+            status, document = domain_error_document(
+                too_large, grpc.StatusCode.INVALID_ARGUMENT, trace_id, http_status=431
+            )
+            document["error"]["code"] = "REQUEST_HEADER_FIELDS_TOO_LARGE"
+            return _json_response(status, document, {"X-Trace-Id": trace_id})
         except PayloadTooLargeError:
             error = DomainError(
                 Reason.VALIDATION_ERROR,
@@ -162,9 +176,25 @@ class Transcoding:
         if result.code != grpc.StatusCode.OK or result.response is None:
             if result.code == grpc.StatusCode.UNAVAILABLE:
                 self._metrics.upstream_unavailable.inc()
-            status, document = error_document(
-                result.code, result.message, result.details, headers["X-Trace-Id"]
-            )
+            if has_error_info(result.details):
+                status, document = error_document(
+                    result.code, result.message, result.details, headers["X-Trace-Id"]
+                )
+            else:
+                # Not the server's own error: the text names addresses and gRPC internals, so the
+                # caller gets a generic one and the log the detail.
+                log.warning(
+                    "upstream call failed",
+                    extra={
+                        "trace_id": trace_id,
+                        "method": route.grpc_path,
+                        "code": result.code.name,
+                        "detail": result.message,
+                    },
+                )
+                status, document = channel_error_document(result.code, headers["X-Trace-Id"])
+                if result.code == grpc.StatusCode.UNAVAILABLE:
+                    headers.setdefault("Retry-After", str(UNAVAILABLE_RETRY_SECONDS))
             return _json_response(status, document, headers)
         return self._render(route, result.response, headers)
 

@@ -12,14 +12,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2, duration_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 
-from server.errors import status_of
+from server.errors import ERROR_DOMAIN, status_of
 from server.gateway.http_status import http_status_of
 from services.errors import DomainError
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+ERROR_INFO_NAME = error_details_pb2.ErrorInfo.DESCRIPTOR.full_name
+# How soon a caller may retry when the gateway cannot reach the server.
+UNAVAILABLE_RETRY_SECONDS = 1
+# What a caller reads of a failure the server did not explain (no ErrorInfo): the gateway's own
+# channel (connection refused, deadline) or gRPC's core, whose texts name addresses and internals.
+_CHANNEL_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "upstream unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "upstream deadline exceeded",
+    grpc.StatusCode.CANCELLED: "upstream call cancelled",
+}
 
 
 def decode_status(trailing: Sequence[tuple[str, str | bytes]]) -> status_pb2.Status | None:
@@ -30,6 +40,11 @@ def decode_status(trailing: Sequence[tuple[str, str | bytes]]) -> status_pb2.Sta
             except Exception:  # a garbled trailer must not turn into a 500
                 return None
     return None
+
+
+def has_error_info(details: Sequence[any_pb2.Any]) -> bool:
+    """Whether the server explained the failure: every error it raises carries an ErrorInfo."""
+    return any(item.TypeName() == ERROR_INFO_NAME for item in details)
 
 
 def _detail(item: any_pb2.Any) -> dict[str, Any]:
@@ -74,3 +89,18 @@ def domain_error_document(
     """A gateway-side failure (bad input, no upstream) in the same shape as an upstream one."""
     status = status_of(error, trace_id)
     return error_document(code, error.message, list(status.details), trace_id, http_status)
+
+
+def channel_error_document(code: grpc.StatusCode, trace_id: str) -> tuple[int, dict[str, Any]]:
+    """A failure the server did not explain, with a generic message and the usual details."""
+    message = _CHANNEL_MESSAGES.get(code, "upstream call failed")
+    info = error_details_pb2.ErrorInfo(reason=code.name, domain=ERROR_DOMAIN, metadata={"trace_id": trace_id})
+    details = [any_pb2.Any()]
+    details[0].Pack(info)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        retry = any_pb2.Any()
+        retry.Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=UNAVAILABLE_RETRY_SECONDS))
+        )
+        details.append(retry)
+    return error_document(code, message, details, trace_id)

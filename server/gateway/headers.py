@@ -1,10 +1,11 @@
 """HTTP headers <-> gRPC metadata.
 
 In: `Authorization`, the trace id, the guest's `X-Booking-Token`, the provider's `svix-*` and
-`webhook-*` signature headers, `Grpc-Metadata-*` headers, and `X-Forwarded-For` with the peer
-appended (the server trusts it only from configured proxies). Out: the edge's response metadata
-as `X-Trace-Id`, `X-Cache`, `X-RateLimit-*`, `Retry-After`, `X-Response-Time`, plus the IETF
-`RateLimit` / `RateLimit-Policy` fields.
+`webhook-*` signature headers, `Grpc-Metadata-*` headers, and `X-Forwarded-For` (its rightmost hops
+only) with the peer appended (the server trusts it only from configured proxies). What is forwarded
+must fit gRPC's metadata limit, or the gateway refuses the request itself (431).
+Out: the edge's response metadata as `X-Trace-Id`, `X-Cache`, `X-RateLimit-*`, `Retry-After`,
+`X-Response-Time`, plus the IETF `RateLimit` / `RateLimit-Policy` fields.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-from services.errors import invalid_field
+from services.errors import DomainError, FieldViolation, Reason, invalid_field
 
 GRPC_METADATA_PREFIX = "grpc-metadata-"
 _PASS_THROUGH = ("authorization", "x-booking-token", "traceparent", "tracestate")
@@ -27,6 +28,15 @@ _GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 # sent, so it is refused here as the caller's mistake (400), not left to become a 500.
 _METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
 _METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
+# gRPC servers refuse metadata over 8 KiB at random and over 16 KiB always, counting each entry as
+# name + value + 32 bytes; its own headers (:path, user-agent, ...) take about 700 of those. What
+# the gateway forwards stays under the rest, so the server never refuses it.
+MAX_METADATA_BYTES = 7168
+_ENTRY_OVERHEAD = 32
+# X-Forwarded-For: the rightmost hops are the ones trusted proxies appended; more than this many,
+# or an entry longer than any address with a port, is the client's own text.
+MAX_FORWARDED_HOPS = 20
+_MAX_HOP_LENGTH = 64
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 RESPONSE_HEADERS = {
@@ -72,26 +82,62 @@ def _carried(header: str, name: str, value: str) -> tuple[str, str]:
     return name, value
 
 
+class HeadersTooLargeError(DomainError):
+    """The forwarded headers would not fit gRPC's metadata limit: 431, naming the largest."""
+
+    def __init__(self, header: str) -> None:
+        description = f"request headers forwarded to the API exceed {MAX_METADATA_BYTES} bytes"
+        super().__init__(
+            Reason.VALIDATION_ERROR,
+            description,
+            metadata={"header": header, "max_bytes": str(MAX_METADATA_BYTES)},
+            violations=(FieldViolation(header, f"too large: {description}"),),
+        )
+
+
+def rightmost_hops(values: Sequence[str]) -> list[str]:
+    """The X-Forwarded-For entries worth forwarding: walked from the right, up to
+    MAX_FORWARDED_HOPS, stopping at an entry too long to be an address."""
+    hops: list[str] = []
+    for value in reversed(values):
+        for entry in reversed(value.split(",")):
+            hop = entry.strip()
+            if len(hops) == MAX_FORWARDED_HOPS or len(hop) > _MAX_HOP_LENGTH:
+                return hops[::-1]
+            if hop:
+                hops.append(hop)
+    return hops[::-1]
+
+
 def request_metadata(
     headers: Iterable[tuple[str, str]], peer: str | None, trace_id: str
 ) -> list[tuple[str, str]]:
-    """The metadata of the upstream call; a header gRPC cannot carry is a VALIDATION_ERROR."""
+    """The metadata of the upstream call; a header gRPC cannot carry is a VALIDATION_ERROR, and
+    headers too large for it together a HeadersTooLargeError."""
     metadata: list[tuple[str, str]] = [("x-trace-id", trace_id)]
+    header_of: dict[int, str] = {}  # index in metadata -> the header it came from
     forwarded: list[str] = []
     for raw_key, value in headers:
         key = raw_key.lower()
         if key in _PASS_THROUGH or key.startswith(_PASS_PREFIXES):
+            header_of[len(metadata)] = raw_key
             metadata.append(_carried(raw_key, key, value))
         elif key == "x-forwarded-for":
             forwarded.append(_carried(raw_key, key, value)[1])
         elif key.startswith(GRPC_METADATA_PREFIX):
             name = key[len(GRPC_METADATA_PREFIX) :]
             if name and not name.endswith("-bin") and not name.startswith(_RESERVED) and name != "x-trace-id":
+                header_of[len(metadata)] = raw_key
                 metadata.append(_carried(raw_key, name, value))
+    hops = rightmost_hops(forwarded)
     if peer:
-        forwarded.append(peer)
-    if forwarded:
-        metadata.append(("x-forwarded-for", ", ".join(forwarded)))
+        hops.append(peer)
+    if hops:
+        metadata.append(("x-forwarded-for", ", ".join(hops)))
+    sizes = [len(key) + len(value) + _ENTRY_OVERHEAD for key, value in metadata]
+    if sum(sizes) > MAX_METADATA_BYTES:
+        largest = max(header_of, key=lambda index: sizes[index], default=None)
+        raise HeadersTooLargeError(header_of[largest] if largest is not None else "x-forwarded-for")
     return metadata
 
 
