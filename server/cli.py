@@ -358,11 +358,28 @@ def add_seed(commands: Subparsers) -> None:
     seed_parser.set_defaults(handler=cmd_seed)
 
 
+def _subject(text: str) -> str:
+    """A token's `sub`: the user it speaks for, so never blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the subject must not be empty")
+    return text
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {seconds}")
+    return seconds
+
+
 def add_token(commands: Subparsers) -> None:
     token = commands.add_parser("token", help="mint a development JWT (HS256)")
     token.add_argument("--role", required=True, choices=["admin", "customer", "service"])
-    token.add_argument("--sub", required=True, help="the subject (user id)")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument("--sub", required=True, type=_subject, help="the subject (user id), not empty")
+    token.add_argument("--ttl", type=_positive_seconds, default=3600, help="seconds until it expires (> 0)")
     _data_dir(token)
     token.set_defaults(handler=cmd_token)
 

@@ -344,3 +344,32 @@ async def test_hold_expiry_job_runs_and_survives_failures(running_server: Any) -
     failing = PeriodicJob("broken", broken, 0.01)
     assert await failing.run_once() == 0
     assert failing.runs == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sub", ""], "argument --sub: the subject must not be empty"),
+        (["--sub", "   "], "argument --sub: the subject must not be empty"),
+        (["--sub", "ops-1", "--ttl", "-5"], "argument --ttl: must be at least 1 second, got -5"),
+        (["--sub", "ops-1", "--ttl", "0"], "argument --ttl: must be at least 1 second, got 0"),
+        (["--sub", "ops-1", "--ttl", "soon"], "argument --ttl: not a whole number of seconds: 'soon'"),
+    ],
+)
+def test_token_refuses_an_empty_subject_and_a_ttl_below_one_second(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    from server.cli import main
+
+    monkeypatch.delenv("EXODRIVE_JWT_SECRET", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--role", "admin", *args, "--data-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no token printed
+    assert message in captured.err
+    assert not (tmp_path / "jwt-secret").exists()
