@@ -11,6 +11,17 @@ tag (`{<prefix>:cache}`) because the scripts touch an entry and its tags togethe
 them Redis Cluster safe, at the price of one slot for the whole cache.
 
 Redis down or slow: lookups bypass the cache (counted), never fail.
+
+An invalidation that fails (Redis down, paused, timing out) is not lost: its tags are kept in the
+process and replayed, by a retry loop and before any cached read of this process, once Redis
+answers; until then this process bypasses the cache. What that guarantees: this process never
+serves an entry older than one of its own writes. Another process sharing the Redis may serve
+such an entry from when Redis returns until the writer's replay (at most one retry interval),
+or, should the writer die before replaying, until the entry's TTL runs out.
+
+Tag versions expire `tag_ttl_seconds` after their last invalidation (entries live no longer than
+that, so none stamped before a tag existed can outlive it). A tag created anew starts at Redis's
+clock in microseconds, so it never again reaches a version some older entry was stamped with.
 """
 
 from __future__ import annotations
@@ -64,11 +75,23 @@ return 1
 # A stamp no entry can have: STORE with it only releases the lock.
 NEVER_CURRENT = "-"
 
-# KEYS: tag versions.
+# KEYS: tag versions; ARGV: tag ttl ms. A missing tag starts at Redis's clock (microseconds).
 INVALIDATE = """
-for i = 1, #KEYS do redis.call('INCR', KEYS[i]) end
+local now = redis.call('TIME')
+local start = now[1] .. string.format('%06d', tonumber(now[2]))
+for i = 1, #KEYS do
+  if not redis.call('SET', KEYS[i], start, 'NX', 'PX', ARGV[1]) then
+    redis.call('INCR', KEYS[i])
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
 return #KEYS
 """
+
+# Tag versions outlive every entry: one day after a tag's last invalidation.
+TAG_TTL_SECONDS = 86_400.0
+# How often failed invalidations are retried while Redis is unavailable.
+REPLAY_INTERVAL_SECONDS = 1.0
 
 
 class Outcome(StrEnum):
@@ -99,6 +122,8 @@ class RedisCache:
         fill_wait_seconds: float = 2.0,
         jitter: float = 0.1,
         poll_seconds: float = 0.005,
+        tag_ttl_seconds: float = TAG_TTL_SECONDS,
+        replay_interval_seconds: float = REPLAY_INTERVAL_SECONDS,
     ) -> None:
         self._client = client
         self._guard = guard
@@ -111,10 +136,22 @@ class RedisCache:
         self._store = client.register_script(STORE) if client is not None else None
         self._invalidate = client.register_script(INVALIDATE) if client is not None else None
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._tag_ttl_ms = int(tag_ttl_seconds * 1000)
+        self._replay_interval = replay_interval_seconds
+        # Tags whose invalidation failed, replayed once Redis answers; while any are left this
+        # process bypasses the cache.
+        self._pending: set[str] = set()
+        self._replay_lock = asyncio.Lock()
+        self._replay_task: asyncio.Task[None] | None = None
 
     @property
     def redis_healthy(self) -> bool:
         return self._client is not None and self._guard.healthy
+
+    @property
+    def pending_invalidations(self) -> int:
+        """Tags whose invalidation failed and is not yet replayed."""
+        return len(self._pending)
 
     def entry_key(self, digest: str) -> str:
         return f"{self._base}:entry:{digest}"
@@ -125,18 +162,56 @@ class RedisCache:
     async def invalidate(self, tags: Collection[str]) -> None:
         if not tags:
             return
+        if await self._send(set(tags)):
+            self._metrics.cache_invalidations.labels("ok").inc()
+            return
+        # The entries would otherwise stay current until their TTL: keep the tags for a replay.
+        self._pending.update(tags)
+        self._metrics.cache_pending_invalidations.set(len(self._pending))
+        self._metrics.cache_invalidations.labels("failed").inc()
+        log.error("cache invalidation failed; kept for replay", extra={"tags": len(tags)})
+        if self._replay_task is None or self._replay_task.done():
+            self._replay_task = asyncio.create_task(self._replay_until_done())
+
+    async def _send(self, tags: set[str]) -> bool:
         script = self._invalidate
+        if script is None:
+            return False
         keys = [self.tag_key(tag) for tag in sorted(tags)]
         try:
-            if script is None:
-                raise RedisUnavailableError("no redis client")
-            await self._guard.run(lambda: script(keys=keys))
+            await self._guard.run(lambda: script(keys=keys, args=[self._tag_ttl_ms]))
         except RedisUnavailableError:
-            # The entries expire by TTL; nothing better can be done without Redis.
-            self._metrics.cache_invalidations.labels("failed").inc()
-            log.error("cache invalidation failed", extra={"tags": len(keys)})
-            return
-        self._metrics.cache_invalidations.labels("ok").inc()
+            return False
+        return True
+
+    async def replay(self) -> bool:
+        """Sends the failed invalidations again; True when none is left."""
+        async with self._replay_lock:
+            if not self._pending:
+                return True
+            batch = set(self._pending)
+            if not await self._send(batch):
+                return False
+            # Tags that failed again meanwhile stay (they are in this batch or a later one).
+            self._pending -= batch
+            self._metrics.cache_pending_invalidations.set(len(self._pending))
+            self._metrics.cache_invalidations.labels("replayed").inc()
+            log.info("cache invalidations replayed", extra={"tags": len(batch)})
+            return not self._pending
+
+    async def _replay_until_done(self) -> None:
+        while True:
+            if await self.replay():
+                return
+            await asyncio.sleep(self._replay_interval)
+
+    async def aclose(self) -> None:
+        """Stops the replay loop (whatever is still pending is lost with the process)."""
+        task, self._replay_task = self._replay_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def get_or_compute(
         self, digest: str, tags: Sequence[str], ttl_seconds: float, compute: Compute
@@ -170,7 +245,7 @@ class RedisCache:
 
     async def _lookup(self, digest: str, tags: Sequence[str], ttl_seconds: float, compute: Compute) -> Lookup:
         read, store = self._read, self._store
-        if read is None or store is None:
+        if read is None or store is None or (self._pending and not await self.replay()):
             return await self._bypass(compute)
         keys = [self.entry_key(digest), f"{self._base}:lock:{digest}", *(self.tag_key(tag) for tag in tags)]
         token = os.urandom(8).hex()
@@ -194,7 +269,7 @@ class RedisCache:
             with contextlib.suppress(RedisUnavailableError):
                 await self._guard.run(lambda: store(keys=keys, args=[NEVER_CURRENT, b"", 1, token]))
             raise
-        ttl_ms = max(1, int(ttl_seconds * 1000 * (1 - random.random() * self._jitter)))
+        ttl_ms = max(1, int(min(ttl_seconds * 1000, self._tag_ttl_ms) * (1 - random.random() * self._jitter)))
         # Without Redis the value was computed anyway; the next call tries to store again.
         with contextlib.suppress(RedisUnavailableError):
             await self._guard.run(lambda: store(keys=keys, args=[stamp, produced, ttl_ms, token]))

@@ -42,6 +42,9 @@ class RedisGuard:
         self._pause = pause_seconds
         self._clock = clock
         self._skip_until = 0.0
+        # What the `exodrive_redis_up` gauge says; set only when it changes.
+        self._up = True
+        metrics.redis_up.labels(component).set(1)
 
     @property
     def healthy(self) -> bool:
@@ -52,11 +55,24 @@ class RedisGuard:
             raise RedisUnavailableError(self._component)
         try:
             async with asyncio.timeout(self._timeout):
-                return await operation()
+                result = await operation()
         except (RedisError, OSError, TimeoutError) as error:
             self._skip_until = self._clock() + self._pause
+            self._mark(up=False)
             self._metrics.redis_errors.labels(self._component).inc()
             log.warning(
                 "redis unavailable", extra={"component": self._component, "error": type(error).__name__}
             )
             raise RedisUnavailableError(self._component) from error
+        self._mark(up=True)
+        return result
+
+    @property
+    def up(self) -> bool:
+        """False from a failure until the next call that succeeds."""
+        return self._up
+
+    def _mark(self, *, up: bool) -> None:
+        if up != self._up:
+            self._up = up
+            self._metrics.redis_up.labels(self._component).set(1 if up else 0)

