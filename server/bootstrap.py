@@ -24,7 +24,7 @@ from server.policy import PolicyTable
 from server.servicers.booking import BookingServicer
 from server.servicers.fleet import FleetServicer
 from server.servicers.inbox import InboxServicer
-from server.servicers.webhook import WebhookServicer
+from server.servicers.webhook import WebhookServicer, provider_checks
 from server.settings import Settings
 from services.booking import BookingService
 from services.changes import ChangeNotifier
@@ -109,9 +109,6 @@ async def build_application(
     notifier = notifier or cache
     session_role = settings.db_session_role or None
     uow = unit_of_work_factory(engine, session_role=session_role)
-    interceptors = build_interceptors(
-        settings, PolicyTable(), metrics, redis_client=redis_client, cache=cache
-    )
 
     fleet = FleetService(
         uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days
@@ -128,6 +125,16 @@ async def build_application(
     inbox = InboxService(inbox_uow)
     secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secrets]
     webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock), WebhookMetrics(metrics))
+    # A provider's signature is proven by the interceptors (the service's verifier), before its
+    # delivery may spend the provider's rate-limit budget.
+    interceptors = build_interceptors(
+        settings,
+        PolicyTable(),
+        metrics,
+        redis_client=redis_client,
+        cache=cache,
+        providers=provider_checks(webhooks),
+    )
     servicers = [
         ServicerRegistration(
             "exodrive.v1.FleetService",

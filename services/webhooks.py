@@ -2,7 +2,8 @@
 
 Storing and applying happen in one transaction, so a delivery is either fully recorded or not at
 all (and the provider retries). A redelivery of a stored provider event id changes nothing. Bad
-signatures store nothing and are only counted.
+signatures store nothing and are only counted. Verification is its own step (`verify_resend`), so
+the server can prove the sender before the delivery spends the provider's rate-limit budget.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -22,7 +24,7 @@ from services.principal import Principal, Role
 from services.resend_events import EmailEventFacts, MalformedEventError, UnusedEvent, parse_event
 from services.storage.inbox_unit_of_work import InboxUnitOfWork, InboxUnitOfWorkFactory
 from services.webhook_outcomes import IgnoredOutcomes, Outcome, WebhookOutcomes
-from services.webhook_signature import InvalidSignatureError, SignatureVerifier
+from services.webhook_signature import InvalidSignatureError, SignatureVerifier, SignedDelivery
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +98,22 @@ class WebhookService:
         # Refused deliveries by cause; nothing else of them is kept. Metrics read it.
         self.rejections: Counter[str] = Counter()
 
-    async def handle_resend(self, body: bytes, headers: dict[str, str]) -> WebhookReceipt:
+    def verify_resend(self, body: bytes, headers: Mapping[str, str]) -> SignedDelivery:
+        """Proves a delivery is Resend's (the server does it before the delivery may spend the
+        provider's rate-limit budget); a refusal is counted and raised as INVALID_SIGNATURE."""
         try:
-            delivery = self._verifier.verify(body, headers)
+            return self._verifier.verify(body, headers)
         except InvalidSignatureError as exc:
             self.rejections[exc.why] += 1
             self._outcomes.refused(RESEND_PROVIDER, exc.why)
             log.warning("webhook refused", extra={"provider": RESEND_PROVIDER, "why": exc.why})
             raise
+
+    async def handle_resend(self, body: bytes, headers: Mapping[str, str]) -> WebhookReceipt:
+        return await self.ingest_resend(body, self.verify_resend(body, headers))
+
+    async def ingest_resend(self, body: bytes, delivery: SignedDelivery) -> WebhookReceipt:
+        """Stores and applies a delivery `verify_resend` accepted."""
         reading = _read(body)
         error_text = str(reading.error) if reading.error else None
         async with self._uow(PROVIDER_PRINCIPAL) as uow:

@@ -8,11 +8,13 @@ rate-limit budget is chosen; the cache answers only admitted, authorized calls.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import redis.asyncio
 
 from server.auth import Authenticator, authenticator_from
 from server.cache import RedisCache
-from server.interceptors.auth import AuthInterceptor
+from server.interceptors.auth import AuthInterceptor, ProviderCheck
 from server.interceptors.cache import CacheInterceptor
 from server.interceptors.calls import ServerInterceptor
 from server.interceptors.errors import ErrorInterceptor
@@ -37,6 +39,7 @@ def build_interceptors(
     authenticator: Authenticator | None = None,
     rate_limiter: RateLimiter | None = None,
     cache: RedisCache | None = None,
+    providers: Mapping[str, ProviderCheck] | None = None,
 ) -> list[ServerInterceptor]:
     """The interceptor chain of a server, in order. Switched-off features add no interceptor."""
     chain: list[ServerInterceptor] = [
@@ -44,7 +47,7 @@ def build_interceptors(
         TraceInterceptor(policies),
         MetricsInterceptor(policies, metrics),
         ErrorInterceptor(policies),
-        AuthInterceptor(policies, authenticator or authenticator_from(settings)),
+        AuthInterceptor(policies, authenticator or authenticator_from(settings), providers),
     ]
     if settings.rate_limit_enabled:
         limiter = rate_limiter or build_rate_limiter(settings, redis_client, metrics)

@@ -13,21 +13,21 @@ from server.inbox_convert import (
     parse_webhook_status,
     webhook_event_to_proto,
 )
-from server.request_context import current_principal
+from server.interceptors.auth import ProviderCheck, signature_headers
+from server.request_context import current_principal, current_provider_proof
 from services.inbox_model import WebhookEventFilter
+from services.webhook_signature import SignedDelivery
 from services.webhooks import WebhookService
 
 Context = aio.ServicerContext[object, object]
 
-SIGNATURE_HEADER_PREFIXES = ("svix-", "webhook-")
+_SERVICE = webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"]
+HANDLE_RESEND_METHOD = f"/{_SERVICE.full_name}/HandleResendEvent"
 
 
-def signature_headers(context: Context) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in context.invocation_metadata() or ():
-        if key.startswith(SIGNATURE_HEADER_PREFIXES) and isinstance(value, str):
-            headers[key] = value
-    return headers
+def provider_checks(webhooks: WebhookService) -> dict[str, ProviderCheck]:
+    """How the auth interceptor proves each provider method's sender: the service's verifier."""
+    return {HANDLE_RESEND_METHOD: webhooks.verify_resend}
 
 
 class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
@@ -37,7 +37,13 @@ class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
     async def HandleResendEvent(
         self, request: webhook_pb2.HandleResendEventRequest, context: Context
     ) -> webhook_pb2.HandleResendEventResponse:
-        receipt = await self._webhooks.handle_resend(request.body.data, signature_headers(context))
+        body = request.body.data
+        proof = current_provider_proof()
+        if isinstance(proof, SignedDelivery):
+            receipt = await self._webhooks.ingest_resend(body, proof)
+        else:  # served without the auth interceptor: the service verifies
+            headers = signature_headers(context.invocation_metadata())
+            receipt = await self._webhooks.handle_resend(body, headers)
         return webhook_pb2.HandleResendEventResponse(
             event_id=str(receipt.event_id),
             duplicate=receipt.duplicate,
