@@ -26,6 +26,7 @@ from typing import Any, NoReturn, Protocol
 from pydantic import SecretStr
 
 from server.embedded import EmbeddedServers
+from server.metrics import Metrics, expose_metrics, worker_metrics
 from server.settings import Settings
 
 log = logging.getLogger("exodrive")
@@ -139,7 +140,8 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
         reuse_port=reuse_port,
     )
     await server.start()
-    gateway = await start_gateway(settings, server.address) if http else None
+    metrics = await expose_metrics(app.metrics, settings.metrics_port, settings.host)
+    gateway = await start_gateway(settings, server.address, application_metrics=app.metrics) if http else None
     job = hold_expiry_job(app.bookings.expire_overdue, HOLD_EXPIRY_INTERVAL_SECONDS)
     job.start()
     log.info(
@@ -158,6 +160,7 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
         if gateway is not None:
             await gateway.stop()
         await server.stop()
+        await metrics.stop()
 
 
 class Gateway(Protocol):
@@ -166,13 +169,17 @@ class Gateway(Protocol):
     async def stop(self) -> None: ...
 
 
-async def start_gateway(settings: Settings, grpc_address: str) -> Gateway:
+async def start_gateway(
+    settings: Settings, grpc_address: str, *, application_metrics: Metrics | None = None
+) -> Gateway:
     """The HTTP/JSON gateway beside the gRPC server (server/gateway)."""
     from server.gateway.app import create_gateway_app
     from server.gateway.serving import GatewayServer
 
     gateway = GatewayServer(
-        create_gateway_app(settings, grpc_address), host=settings.host, port=settings.http_port
+        create_gateway_app(settings, grpc_address, application_metrics=application_metrics),
+        host=settings.host,
+        port=settings.http_port,
     )
     await gateway.start()
     return gateway
@@ -217,7 +224,7 @@ def run_workers(settings: Settings, workers: int, *, http: bool) -> None:
 
             # The workers sit behind this process's gateway: they believe its x-forwarded-for.
             settings = trust_own_gateway(settings)
-        env = {**os.environ, **child_environment(settings)}
+        env = {**os.environ, **child_environment(settings), **stack.enter_context(worker_metrics(settings))}
         command = [sys.executable, "-m", "server.cli", "serve", "--child", "--port", str(port)]
         children = [
             subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module

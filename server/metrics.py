@@ -26,6 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from server.settings import Settings
 from services.webhook_outcomes import Outcome
 
 # Latency buckets in seconds: sub-millisecond cache hits up to slow database calls.
@@ -261,6 +262,11 @@ async def _refresh_forever(metrics: Metrics) -> None:
     while True:
         metrics.refresh()
         await asyncio.sleep(WORKER_REFRESH_SECONDS)
+
+
+def worker_metrics(settings: Settings) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """`serve --workers N`: see `multiprocess_metrics`, on the settings' data folder and port."""
+    return multiprocess_metrics(settings.data_dir, settings.metrics_port, settings.host)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
+    # Prometheus metrics of `serve` (also on the gateway's /metrics): 0 picks a free port, a
+    # negative value serves none. With --workers N the parent serves every worker's, aggregated.
     metrics_port: int = 9464
     shutdown_grace_seconds: float = 10.0
 

@@ -44,6 +44,7 @@ from server.gateway.openapi import openapi_document
 from server.gateway.routes import Route, RouteTable
 from server.gateway.transcoder import build_request
 from server.gateway.upstream import Upstream
+from server.metrics import Metrics, exposition
 from server.policy import PolicyTable
 from server.settings import Settings
 from services.errors import DomainError, Reason
@@ -218,8 +219,13 @@ def create_gateway_app(
     *,
     policies: PolicyTable | None = None,
     metrics: GatewayMetrics | None = None,
+    application_metrics: Metrics | None = None,
 ) -> Starlette:
-    """The gateway ASGI app forwarding to the gRPC server at `upstream_target` (HOST:PORT)."""
+    """The gateway ASGI app forwarding to the gRPC server at `upstream_target` (HOST:PORT).
+
+    Run beside the server (`serve`), it is given the application's metrics: `/metrics` then shows
+    both registries (every worker's, in multiprocess mode) and `/readyz` the Redis degradation.
+    """
     policies = policies if policies is not None else PolicyTable()
     metrics = metrics if metrics is not None else GatewayMetrics()
     routes = RouteTable(policies)
@@ -240,10 +246,16 @@ def create_gateway_app(
         status = await upstream.health(READINESS_SERVICE, timeout=1.0)
         if status == grpc.StatusCode.NOT_FOUND.name:
             status = await upstream.health("", timeout=1.0)
-        return JSONResponse({"status": status}, status_code=200 if status == "SERVING" else 503)
+        body: dict[str, object] = {"status": status}
+        if application_metrics is not None:
+            # Readiness follows PostgreSQL only; Redis being down degrades, it does not unready.
+            body["details"] = application_metrics.degradation()
+        return JSONResponse(body, status_code=200 if status == "SERVING" else 503)
+
+    exposed = exposition(metrics.registry, *([application_metrics] if application_metrics else []))
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
