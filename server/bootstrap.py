@@ -18,6 +18,7 @@ from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc, inbox_pb2_grpc, webhoo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.cache import RedisCache
 from server.interceptors import build_cache, build_interceptors
 from server.metrics import Metrics, PoolStats, WebhookMetrics
 from server.policy import PolicyTable
@@ -72,6 +73,8 @@ class Application:
 
     async def close(self) -> None:
         """Disposes the database pool and closes Redis; safe to call twice."""
+        if isinstance(self.notifier, RedisCache):
+            await self.notifier.aclose()  # its replay loop of failed invalidations
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
