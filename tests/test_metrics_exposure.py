@@ -131,9 +131,7 @@ def test_workers_are_reported_as_one_aggregated_view(tmp_path: Path) -> None:
         shared = Path(env[MULTIPROCESS_ENV])
         assert shared.parent == tmp_path.resolve()
         for _ in range(2):
-            subprocess.run(
-                [sys.executable, "-c", WORKER], env={**os.environ, **env}, check=True, timeout=60
-            )
+            subprocess.run([sys.executable, "-c", WORKER], env={**os.environ, **env}, check=True, timeout=60)
         body = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert f'exodrive_grpc_calls_total{{code="OK",method="{LIST_CARS}"}} 6.0' in body
     assert 'exodrive_db_pool_connections{state="size"} 20.0' in body
