@@ -99,6 +99,8 @@ async def build_application(
         database_url_of(settings),
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        connect_timeout_seconds=settings.db_connect_timeout_seconds,
+        pool_timeout_seconds=settings.db_pool_timeout_seconds,
     )
     if redis_client is None and settings.redis_url:
         redis_client = redis.asyncio.Redis.from_url(settings.redis_url)
@@ -111,7 +113,9 @@ async def build_application(
     # sharing this Redis may have it on.
     notifier = notifier or cache
     session_role = settings.db_session_role or None
-    uow = unit_of_work_factory(engine, session_role=session_role)
+    # Taking a connection may wait for the pool, then for a new connection's start-up.
+    acquire_timeout = settings.db_pool_timeout_seconds + settings.db_connect_timeout_seconds
+    uow = unit_of_work_factory(engine, session_role=session_role, acquire_timeout=acquire_timeout)
 
     fleet = FleetService(
         uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days
@@ -124,7 +128,7 @@ async def build_application(
         hold=timedelta(minutes=settings.hold_minutes),
         access_token_grace=timedelta(days=settings.access_token_grace_days),
     )
-    inbox_uow = inbox_unit_of_work_factory(engine, session_role=session_role)
+    inbox_uow = inbox_unit_of_work_factory(engine, session_role=session_role, acquire_timeout=acquire_timeout)
     inbox = InboxService(inbox_uow)
     secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secrets]
     webhooks = WebhookService(inbox_uow, SignatureVerifier(secrets, clock), WebhookMetrics(metrics))

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".exodrive")
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
+    # A database that refuses, hangs or has no free connection fails a call UNAVAILABLE within
+    # about connect + pool timeouts (under the gateway's deadline), instead of hanging it.
+    db_connect_timeout_seconds: float = 3.0
+    db_pool_timeout_seconds: float = 3.0
     # The database role every transaction runs as (SET LOCAL ROLE): a non-superuser, so that row
     # level security applies. The login role must be a member of it. Empty runs as the login role.
     db_session_role: str = "exodrive_app"

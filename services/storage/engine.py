@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -16,12 +18,25 @@ def sqlalchemy_url(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_engine(database_url: str, *, pool_size: int = 10, statement_timeout_ms: int = 5000) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    statement_timeout_ms: int = 5000,
+    connect_timeout_seconds: float = 3.0,
+    pool_timeout_seconds: float = 3.0,
+) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         # A connection dropped by a database restart is replaced instead of failing a call.
         pool_pre_ping=True,
-        connect_args={"options": f"-c statement_timeout={int(statement_timeout_ms)}"},
+        # A call waits this long for a free pooled connection, then fails UNAVAILABLE.
+        pool_timeout=pool_timeout_seconds,
+        connect_args={
+            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+            # libpq counts whole seconds: a server that does not answer its start-up fails here.
+            "connect_timeout": max(1, math.ceil(connect_timeout_seconds)),
+        },
     )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.principal import Principal
 from services.storage.inbox import InboxRepository
-from services.storage.unit_of_work import UnitOfWork
+from services.storage.unit_of_work import Opening, UnitOfWork
 from services.storage.webhook_events import WebhookEventRepository
 
 
@@ -28,9 +28,13 @@ InboxUnitOfWorkFactory = Callable[[Principal], InboxUnitOfWork]
 
 
 def inbox_unit_of_work_factory(
-    engine: AsyncEngine, *, session_role: str | None = None
+    engine: AsyncEngine, *, session_role: str | None = None, acquire_timeout: float | None = None
 ) -> InboxUnitOfWorkFactory:
+    abandoned: set[Opening] = set()
+
     def make(principal: Principal) -> InboxUnitOfWork:
-        return InboxUnitOfWork(engine, principal, session_role=session_role)
+        return InboxUnitOfWork(
+            engine, principal, session_role=session_role, acquire_timeout=acquire_timeout, abandoned=abandoned
+        )
 
     return make
