@@ -118,7 +118,10 @@ def _raise_shutdown(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: bool) -> None:
-    """One server process: gRPC (+ the gateway when enabled) and the hold-expiry job."""
+    """One server process: gRPC, the gateway calling this process's gRPC server (when enabled),
+    and the hold-expiry job. On SIGTERM/SIGINT it stops in the order that cuts nothing in flight:
+    health NOT_SERVING, the gateway drains its requests, the gRPC server drains its calls, the
+    application closes its pools."""
     from server.bootstrap import build_application
     from server.gateway.command import trust_own_gateway
     from server.grpc_server import GrpcServer
@@ -138,10 +141,16 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
         port=settings.grpc_port,
         grace_seconds=settings.shutdown_grace_seconds,
         reuse_port=reuse_port,
+        loopback_port=http,
     )
     await server.start()
     metrics = await expose_metrics(app.metrics, settings.metrics_port, settings.host)
-    gateway = await start_gateway(settings, server.address, application_metrics=app.metrics) if http else None
+    gateway = None
+    if http:
+        assert server.loopback_address is not None
+        gateway = await start_gateway(
+            settings, server.loopback_address, application_metrics=app.metrics, reuse_port=reuse_port
+        )
     job = hold_expiry_job(app.bookings.expire_overdue, HOLD_EXPIRY_INTERVAL_SECONDS)
     job.start()
     log.info(
@@ -155,6 +164,9 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
     try:
         await stop.wait()
         log.info("shutting down: draining calls", extra={"grace_seconds": settings.shutdown_grace_seconds})
+        await server.announce_shutdown()
+        if gateway is not None:
+            await gateway.drain(settings.shutdown_grace_seconds)
     finally:
         await job.stop()
         if gateway is not None:
@@ -166,11 +178,12 @@ async def serve_until_signalled(settings: Settings, *, reuse_port: bool, http: b
 class Gateway(Protocol):
     @property
     def url(self) -> str: ...
+    async def drain(self, timeout: float) -> None: ...  # noqa: ASYNC109
     async def stop(self) -> None: ...
 
 
 async def start_gateway(
-    settings: Settings, grpc_address: str, *, application_metrics: Metrics | None = None
+    settings: Settings, grpc_address: str, *, reuse_port: bool, application_metrics: Metrics | None = None
 ) -> Gateway:
     """The HTTP/JSON gateway beside the gRPC server (server/gateway)."""
     from server.gateway.app import create_gateway_app
@@ -180,6 +193,7 @@ async def start_gateway(
         create_gateway_app(settings, grpc_address, application_metrics=application_metrics),
         host=settings.host,
         port=settings.http_port,
+        reuse_port=reuse_port,
     )
     await gateway.start()
     return gateway
@@ -190,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = not args.no_http
     if args.child:
         # A worker of `serve --workers N`: the parent prepared everything and passed real URLs.
-        asyncio.run(serve_until_signalled(settings, reuse_port=True, http=False))
+        asyncio.run(serve_until_signalled(settings, reuse_port=True, http=http))
         return 0
     signal.signal(signal.SIGTERM, _raise_shutdown)
     signal.signal(signal.SIGINT, _raise_shutdown)
@@ -208,30 +222,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_workers(settings: Settings, workers: int, *, http: bool) -> None:
-    """N child processes share the gRPC port (SO_REUSEPORT) and the same PostgreSQL and Redis;
-    this process runs the gateway in front of them and stops them all on SIGTERM/SIGINT."""
-    with contextlib.ExitStack() as stack:
-        port = settings.grpc_port
-        if port == 0:
-            # Reserve one free port for all workers: a bound, never-listening socket takes no calls.
-            holder = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            holder.bind((settings.host, 0))
-            port = holder.getsockname()[1]
-        if http:
-            from server.gateway.command import trust_own_gateway
+def reserve_port(stack: contextlib.ExitStack, host: str, port: int) -> int:
+    """`port`, or for 0 a free port held for the workers by a bound, never-listening socket
+    (SO_REUSEPORT), which takes no connections."""
+    if port != 0:
+        return port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, 0))
+    reserved: int = holder.getsockname()[1]
+    return reserved
 
-            # The workers sit behind this process's gateway: they believe its x-forwarded-for.
-            settings = trust_own_gateway(settings)
-        env = {**os.environ, **child_environment(settings), **stack.enter_context(worker_metrics(settings))}
+
+def run_workers(settings: Settings, workers: int, *, http: bool) -> None:
+    """N child processes, each a whole server (gRPC, and a gateway calling that same process's
+    gRPC server), share the gRPC and HTTP ports (SO_REUSEPORT: the kernel spreads connections)
+    and one PostgreSQL and Redis. This process only prepared them (embedded servers, migration,
+    seed) and supervises: it stops them all on SIGTERM/SIGINT, or when one of them exits."""
+    with contextlib.ExitStack() as stack:
+        port = reserve_port(stack, settings.host, settings.grpc_port)
         command = [sys.executable, "-m", "server.cli", "serve", "--child", "--port", str(port)]
+        if http:
+            command += ["--http-port", str(reserve_port(stack, settings.host, settings.http_port))]
+        else:
+            command.append("--no-http")
+        env = {**os.environ, **child_environment(settings), **stack.enter_context(worker_metrics(settings))}
         children = [
             subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
             for _ in range(workers)
         ]
         try:
-            asyncio.run(supervise(settings.model_copy(update={"grpc_port": port}), children, http=http))
+            asyncio.run(supervise(children))
         finally:
             stop_children(children, settings.shutdown_grace_seconds + 5)
 
@@ -249,31 +271,19 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-async def supervise(settings: Settings, children: Sequence[subprocess.Popen[bytes]], *, http: bool) -> None:
+async def supervise(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Until SIGTERM/SIGINT, or until a worker exits (then the others are stopped too)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    address = f"{settings.host}:{settings.grpc_port}"
-    gateway = await start_gateway(settings, address) if http else None
-    log.info(
-        "serving with workers",
-        extra={
-            "grpc_address": address,
-            "workers": len(children),
-            "http_url": gateway.url if gateway is not None else None,
-        },
-    )
-    try:
-        while not stop.is_set():
-            if any(child.poll() is not None for child in children):
-                log.error("a worker exited; stopping the others")
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-    finally:
-        if gateway is not None:
-            await gateway.stop()
+    log.info("serving with workers", extra={"workers": [child.pid for child in children]})
+    while not stop.is_set():
+        if any(child.poll() is not None for child in children):
+            log.error("a worker exited; stopping the others")
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
 
 
 def stop_children(children: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:

@@ -58,9 +58,14 @@ class GrpcServer:
         grace_seconds: float = 10.0,
         reuse_port: bool = False,
         readiness_interval_seconds: float = 1.0,
+        loopback_port: bool = False,
     ) -> None:
         self.app = app
         self._address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # A second, private port on loopback for the gateway of this process: the shared port
+        # (SO_REUSEPORT) would hand its connection to any worker, not necessarily this one.
+        self._loopback_port = loopback_port
+        self.loopback_address: str | None = None
         self._grace = grace_seconds
         # gRPC enables SO_REUSEPORT by default; a lone server turns it off so that a port already
         # in use is an error instead of two unrelated servers silently sharing it.
@@ -102,6 +107,8 @@ class GrpcServer:
         self.port = self._server.add_insecure_port(self._address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self._address}")
+        if self._loopback_port:
+            self.loopback_address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
         await self._server.start()
         await self.health.start()
         log.info("gRPC server listening", extra={"address": self.address})
@@ -109,6 +116,11 @@ class GrpcServer:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+    async def announce_shutdown(self) -> None:
+        """Every health name NOT_SERVING for good, while calls are still served: probes and load
+        balancers stop sending new work before anything stops (stop() does it too)."""
+        await self.health.shutdown()
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """NOT_SERVING, refuse new calls, drain in-flight ones within the grace, close the app."""

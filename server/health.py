@@ -3,7 +3,9 @@
 Names served: `""` (the whole server, same as readiness), every exodrive service, `liveness` (the
 process answers) and `readiness` (it can reach its database). A background task pings the database
 about once a second and flips readiness both ways, so a database that comes back is noticed without a
-restart. Shutdown sets every name NOT_SERVING for good, before the server stops accepting calls.
+restart. Shutdown sets every name NOT_SERVING for good, before the server stops accepting calls, and
+ends every Watch stream once it has sent that final status: an open stream would otherwise hold the
+server's stop for its whole grace period.
 """
 
 from __future__ import annotations
@@ -12,18 +14,74 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from grpc_health.v1 import health_pb2
-from grpc_health.v1._async import HealthServicer
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 LIVENESS = "liveness"
 READINESS = "readiness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 log = logging.getLogger(__name__)
 
 Ping = Callable[[], Awaitable[bool]]
+
+
+class HealthStatuses(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """The `grpc.health.v1.Health` servicer: Check and Watch over a table of statuses by name.
+
+    Unlike grpcio-health-checking's, Watch ends after shutdown once the caller has the final status.
+    """
+
+    def __init__(self) -> None:
+        self._statuses: dict[str, int] = {"": SERVING}
+        self._changed = asyncio.Condition()
+        self._final = False
+
+    async def Check(  # noqa: N802 - the generated method name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        status = self._statuses.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown service name")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(  # noqa: N802 - the generated method name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        sent: int | None = None
+        while True:
+            async with self._changed:
+                while self._status_of(request.service) == sent and not self._final:
+                    await self._changed.wait()
+                status, final = self._status_of(request.service), self._final
+            if status != sent:
+                # Written outside the lock: a slow reader must not hold back everyone's updates.
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                sent = status
+            if final:
+                return
+
+    def _status_of(self, service: str) -> int:
+        status: int = self._statuses.get(service, SERVICE_UNKNOWN)
+        return status
+
+    async def set(self, service: str, status: int) -> None:
+        """Sets a name's status; ignored after shutdown, which is final."""
+        async with self._changed:
+            if not self._final:
+                self._statuses[service] = status
+                self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every name NOT_SERVING for good; each Watch sends that, then ends."""
+        async with self._changed:
+            self._final = True
+            self._statuses = dict.fromkeys(self._statuses, NOT_SERVING)
+            self._changed.notify_all()
 
 
 class Health:
@@ -37,7 +95,7 @@ class Health:
         interval_seconds: float = 1.0,
         ping_timeout_seconds: float = 2.0,
     ) -> None:
-        self.servicer = HealthServicer()
+        self.servicer = HealthStatuses()
         self._service_names = list(service_names)
         self._ping = ping
         self._interval = interval_seconds

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +19,7 @@ import pytest
 from exodrive.v1 import booking_pb2, fleet_pb2
 from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_process import EXODRIVE, Served, start_serve, stop_serve, zero_config_env
 
 from clients import ExoDriveSyncClient, NotFound
 
@@ -32,20 +27,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 BUF = ROOT / "node_modules" / ".bin" / "buf"
-EXODRIVE = Path(sys.executable).parent / "exodrive"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def zero_config_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env = {k: v for k, v in env.items() if not k.startswith("EXODRIVE_")}
-    env.update(extra)
-    return env
 
 
 def leftovers(data_dir: Path) -> list[str]:
@@ -57,66 +38,6 @@ def leftovers(data_dir: Path) -> list[str]:
             found.append(f"{process.info['pid']}: {command}")
     found += [str(path) for path in data_dir.rglob("*") if path.is_socket()]
     return found
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    port: int
-    http_port: int
-    data_dir: Path
-    started_seconds: float
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-def wait_serving(address: str, process: subprocess.Popen[str], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            assert process.poll() is None, "serve exited during start-up"
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become SERVING"
-            time.sleep(0.05)
-
-
-def start_serve(data_dir: Path, *extra: str) -> Served:
-    port, http_port = free_port(), free_port()
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            str(EXODRIVE),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--http-port",
-            str(http_port),
-            *extra,
-        ],
-        env=zero_config_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_serving(f"127.0.0.1:{port}", process)
-    return Served(process, port, http_port, data_dir, time.monotonic() - started)
-
-
-def stop_serve(served: Served) -> str:
-    served.process.send_signal(signal.SIGTERM)
-    _, stderr = served.process.communicate(timeout=30)
-    assert served.process.returncode == 0, stderr[-3000:]
-    return stderr
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +147,7 @@ def test_buf_curl_lists_services_and_creates_a_booking(served: Served) -> None:
 def test_sigterm_leaves_nothing_running_and_a_warm_start_is_fast(served: Served) -> None:
     stderr = stop_serve(served)
     assert "shutting down" in stderr
-    assert leftovers(served.data_dir) == []
+    assert leftovers(served.data_dir) == [], served.tail()
     warm = start_serve(served.data_dir)
     print(f"warm start until SERVING: {warm.started_seconds:.2f}s")
     stop_serve(warm)
@@ -243,7 +164,7 @@ def test_sigkill_then_restart_recovers_and_cleans_up(tmp_path: Path) -> None:
     # ...until the next start finds and stops them.
     second = start_serve(data_dir)
     stop_serve(second)
-    assert leftovers(data_dir) == []
+    assert leftovers(data_dir) == [], second.tail()
 
 
 def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ by the real CLI): no 5xx, and no response that breaks the document, over bounded
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serve_process import START_TIMEOUT_SECONDS, kill, launch_serve
 
 from server.auth import mint_token
 from server.settings import Settings
@@ -32,16 +31,8 @@ CHECKS = ",".join(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def live_gateway(migrated_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    grpc_port, http_port = _free_port(), _free_port()
     assert migrated_settings.jwt_secret is not None
     env = {
         **os.environ,
@@ -52,31 +43,23 @@ def live_gateway(migrated_settings: Settings, tmp_path_factory: pytest.TempPathF
         # The sweep sends hundreds of calls from one address; limits are proven elsewhere.
         "EXODRIVE_RATE_LIMIT_ENABLED": "false",
         "EXODRIVE_SEED_DEMO_FLEET": "true",
+        "EXODRIVE_METRICS_PORT": "0",
     }
-    bin_dir = Path(sys.executable).parent
-    process = subprocess.Popen(
-        [str(bin_dir / "exodrive"), "serve", "--port", str(grpc_port), "--http-port", str(http_port),
-         "--data-dir", str(tmp_path_factory.mktemp("st-data"))],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}"
+    served = launch_serve(tmp_path_factory.mktemp("st-data") / "data", env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{served.http_url}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert process.poll() is None, "serve exited"
-            assert time.monotonic() < deadline, "serve did not become ready"
+            assert served.process.poll() is None, f"serve exited\n{served.tail()}"
+            assert time.monotonic() < deadline, f"serve did not become ready\n{served.tail()}"
             time.sleep(0.2)
-        yield url
+        yield served.http_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        kill(served)
 
 
 def _sweep(url: str, *headers: str) -> subprocess.CompletedProcess[str]:

@@ -38,8 +38,8 @@ async def run_gateway(settings: Settings, upstream: str) -> None:
     print(f"gateway on {gateway.url} -> gRPC {upstream}", flush=True)
     try:
         await stop.wait()
+        await gateway.drain(settings.shutdown_grace_seconds)
     finally:
-        # Stopped first: uvicorn puts back, on its way out, the handlers it found at start.
         await gateway.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
