@@ -243,12 +243,12 @@ async def test_every_route_through_the_real_server(api: Api) -> None:
 
     unsigned = await api.call(
         "POST", "/api/webhooks/resend", "/api/webhooks/resend", content=b'{"type": "email.sent"}\n',
+        budget=False,  # refused before the limiter: an unproven delivery spends no provider budget
         headers={"content-type": "application/json", "svix-id": "msg_x", "svix-timestamp": "1",
                  "svix-signature": "v1,AAAA"},
     )  # fmt: skip
     assert unsigned.status_code == 401
     assert unsigned.json()["error"]["code"] == "INVALID_SIGNATURE"
-    assert unsigned.headers["x-ratelimit-limit"] == str(api.settings.rate_limit_webhook)
     events = await api.call("GET", "/v1/webhooks/events", "/v1/webhooks/events?pageSize=5", headers=api.admin)
     assert events.status_code == 200, events.text
     assert set(events.json()) == {"events", "nextPageToken"}
