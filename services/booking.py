@@ -19,7 +19,7 @@ from services import page_tokens, system_callers
 from services.changes import ChangeNotifier, car_bookings_tag
 from services.clock import Clock
 from services.errors import DomainError, FieldViolation, Reason, invalid, invalid_field
-from services.fleet import FleetService, car_not_found, page_size_of
+from services.fleet import FleetService, car_not_found, car_unavailable, page_size_of
 from services.model import TRANSITIONS, ActorType, Booking, BookingStatus, Contact
 from services.principal import Principal, Role, hash_token
 from services.storage.bookings import BookingCursor, NewBooking, StoredBooking
@@ -207,12 +207,8 @@ class BookingService:
             car_key = await uow.cars.key_of(request.car_id)
             if car is None or car_key is None:
                 raise car_not_found(request.car_id)
-            if not car.available or car.hidden:
-                raise DomainError(
-                    Reason.CAR_UNAVAILABLE,
-                    f"car {car.id} is not available for booking",
-                    metadata={"car_id": str(car.id)},
-                )
+            if not car.bookable:
+                raise car_unavailable(car.id)
             price = self._fleet.price(car, request.start_date, request.end_date)
             contact = request.contact
             if contact is None:

@@ -36,6 +36,12 @@ def car_not_found(car_id: UUID) -> DomainError:
     return DomainError(Reason.CAR_NOT_FOUND, f"car {car_id} not found", metadata={"car_id": str(car_id)})
 
 
+def car_unavailable(car_id: UUID) -> DomainError:
+    return DomainError(
+        Reason.CAR_UNAVAILABLE, f"car {car_id} is not available for booking", metadata={"car_id": str(car_id)}
+    )
+
+
 def require_staff(principal: Principal) -> None:
     if not principal.is_staff:
         raise DomainError(Reason.PERMISSION_DENIED, "only staff may do this")
@@ -110,10 +116,16 @@ class FleetService:
         page_token: str = "",
         category: str = "",
         featured_only: bool = False,
+        show_hidden: bool = False,
     ) -> tuple[list[Car], str]:
-        """A page of listed (not hidden) cars, featured first, and the next page's token."""
+        """A page of listed (not hidden) cars, featured first, and the next page's token; staff
+        may ask for hidden cars too."""
+        if show_hidden and not principal.is_staff:
+            raise DomainError(
+                Reason.PERMISSION_DENIED, "only staff may list hidden cars", metadata={"field": "show_hidden"}
+            )
         limit = page_size_of(page_size)
-        filters = {"category": category, "featured_only": featured_only}
+        filters = {"category": category, "featured_only": featured_only, "show_hidden": show_hidden}
         after = None
         if page_token:
             position = page_tokens.decode(page_token, filters)
@@ -123,7 +135,11 @@ class FleetService:
                 raise invalid_field("page_token", "is not a token returned by this listing") from exc
         async with self._uow(principal) as uow:
             found = await uow.cars.page(
-                limit=limit + 1, after=after, category=category or None, featured_only=featured_only
+                limit=limit + 1,
+                after=after,
+                category=category or None,
+                featured_only=featured_only,
+                include_hidden=show_hidden,
             )
         page, more = found[:limit], len(found) > limit
         token = ""
@@ -147,7 +163,7 @@ class FleetService:
             if car is None:
                 raise car_not_found(car_id)
             holds = await uow.bookings.holds(car_id, start, end, self._clock.now())
-        if not car.available:
+        if not car.bookable:
             taken = set(period.held_days())
         else:
             taken = set()
@@ -160,6 +176,8 @@ class FleetService:
 
     async def quote(self, principal: Principal, car_id: UUID, start: date, end: date) -> PriceQuote:
         car = await self.get_car(principal, car_id)
+        if not car.bookable:
+            raise car_unavailable(car.id)
         return self.price(car, start, end)
 
     def price(self, car: Car, start: date, end: date) -> PriceQuote:

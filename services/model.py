@@ -73,6 +73,11 @@ class Car(CarDraft):
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def bookable(self) -> bool:
+        """In service and not hidden (domain §3): only then may it be priced, held or booked."""
+        return self.available and not self.hidden
+
 
 @dataclass(frozen=True)
 class Contact:

@@ -11,73 +11,19 @@ import grpc
 import psycopg
 import pytest
 from conftest import RunningServer
-from edge_harness import status_details
-from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc, money_pb2
-from google.rpc import error_details_pb2
-from google.type import date_pb2
+from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc
+from grpc_calls import Metadata, auth, create_car, error_info, gdate, serve_unlimited
 
-from server.auth import mint_token
-from server.bootstrap import build_application
-from server.grpc_server import GrpcServer
 from server.settings import Settings
 from services.model import HOLDING_STATUSES, BookingStatus
 from services.principal import Role
 from services.storage.tables import BOOKINGS_NO_OVERLAP
 
-Metadata = list[tuple[str, str]]
-
 
 @pytest.fixture
 async def server(migrated_settings: Settings) -> AsyncIterator[RunningServer]:
-    """The full application over gRPC, its limits off: these tests book many times from one address."""
-    settings = migrated_settings.model_copy(update={"rate_limit_enabled": False})
-    app = await build_application(settings)
-    grpc_server = GrpcServer(app, host="127.0.0.1", port=0, grace_seconds=1.0)
-    await grpc_server.start()
-    channel = grpc.aio.insecure_channel(grpc_server.address)
-    try:
-        yield RunningServer(grpc_server.address, channel, app, grpc_server)
-    finally:
-        await channel.close()
-        await grpc_server.stop(grace_seconds=1.0)
-
-
-def auth(settings: Settings, role: Role, subject: str | None = None) -> Metadata:
-    assert settings.jwt_secret is not None
-    token = mint_token(
-        settings.jwt_secret.get_secret_value(), role=role, subject=subject or f"{role}-{uuid.uuid4().hex[:8]}"
-    )
-    return [("authorization", f"Bearer {token}")]
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for packed in status_details(error).details:
-        info = error_details_pb2.ErrorInfo()
-        if packed.Unpack(info):
-            return info
-    raise AssertionError("no ErrorInfo in the status details")
-
-
-def gdate(value: date) -> date_pb2.Date:
-    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
-
-
-def usd(cents: int) -> money_pb2.Money:
-    return money_pb2.Money(currency_code="USD", amount_minor=cents)
-
-
-async def create_car(fleet: fleet_pb2_grpc.FleetServiceStub, admin: Metadata, **fields: object) -> str:
-    car = fleet_pb2.Car(
-        slug=f"hold-{uuid.uuid4().hex[:10]}",
-        name="Porsche 911 GT3",
-        daily_rate=usd(50000),
-        deposit=usd(200000),
-        minimum_days=1,
-        available=True,
-        **fields,  # type: ignore[arg-type]
-    )
-    created = await fleet.CreateCar(fleet_pb2.CreateCarRequest(car=car), metadata=admin)
-    return created.car.car_id
+    async with serve_unlimited(migrated_settings) as running:
+        yield running
 
 
 async def book(

@@ -37,6 +37,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             page_token=request.page_token,
             category=request.category,
             featured_only=request.featured_only,
+            show_hidden=request.show_hidden,
         )
         return fleet_pb2.ListCarsResponse(cars=[car_to_proto(car) for car in cars], next_page_token=token)
 

@@ -103,8 +103,11 @@ class CarRepository:
         after: CarCursor | None = None,
         category: str | None = None,
         featured_only: bool = False,
+        include_hidden: bool = False,
     ) -> list[Car]:
-        query = select(cars).where(cars.c.hidden.is_(False))
+        query = select(cars)
+        if not include_hidden:
+            query = query.where(cars.c.hidden.is_(False))
         if category:
             query = query.where(cars.c.category == category)
         if featured_only:

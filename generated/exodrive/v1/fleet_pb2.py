@@ -30,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xodrive/v1/fleet.proto\x12\x0b\x65xodrive.v1\x1a\x17\x65xodrive/v1/money.proto\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"L\n\x06\x43\x61rFee\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x10\n\x08optional\x18\x03 \x01(\x08\"\x8f\x03\n\x03\x43\x61r\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12&\n\ndaily_rate\x18\x06 \x01(\x0b\x32\x12.exodrive.v1.Money\x12#\n\x07\x64\x65posit\x18\x07 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x18\n\x10\x64iscount_percent\x18\x08 \x01(\r\x12\x14\n\x0cminimum_days\x18\t \x01(\r\x12!\n\x04\x66\x65\x65s\x18\n \x03(\x0b\x32\x13.exodrive.v1.CarFee\x12\x11\n\tavailable\x18\x0b \x01(\x08\x12\x10\n\x08\x66\x65\x61tured\x18\x0c \x01(\x08\x12\x0e\n\x06hidden\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x0fListCarsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x15\n\rfeatured_only\x18\x04 \x01(\x08\"K\n\x10ListCarsResponse\x12\x1e\n\x04\x63\x61rs\x18\x01 \x03(\x0b\x32\x10.exodrive.v1.Car\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetCarRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\"/\n\x0eGetCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"w\n\x19GetCarAvailabilityRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"\xb9\x01\n\x1aGetCarAvailabilityResponse\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12,\n\x11unavailable_dates\x18\x05 \x03(\x0b\x32\x11.google.type.Date\"o\n\x11QuotePriceRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"<\n\x12QuotePriceResponse\x12&\n\x05quote\x18\x01 \x01(\x0b\x32\x17.exodrive.v1.PriceQuote\"\xaa\x03\n\nPriceQuote\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\r\x12&\n\ndaily_rate\x18\x02 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\"\n\x06rental\x18\x03 \x01(\x0b\x32\x12.exodrive.v1.Money\x12!\n\x04\x66\x65\x65s\x18\x04 \x03(\x0b\x32\x13.exodrive.v1.CarFee\x12&\n\nfees_total\x18\x05 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x18\n\x10\x64iscount_percent\x18\x06 \x01(\r\x12$\n\x08\x64iscount\x18\x07 \x01(\x0b\x32\x12.exodrive.v1.Money\x12/\n\x13\x64iscounted_subtotal\x18\x08 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x1d\n\x15tax_rate_basis_points\x18\t \x01(\r\x12\x1f\n\x03tax\x18\n \x01(\x0b\x32\x12.exodrive.v1.Money\x12!\n\x05total\x18\x0b \x01(\x0b\x32\x12.exodrive.v1.Money\x12#\n\x07\x64\x65posit\x18\x0c \x01(\x0b\x32\x12.exodrive.v1.Money\"1\n\x10\x43reateCarRequest\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"2\n\x11\x43reateCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"r\n\x10UpdateCarRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x1d\n\x03\x63\x61r\x18\x02 \x01(\x0b\x32\x10.exodrive.v1.Car\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x11UpdateCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car2\xae\x06\n\x0c\x46leetService\x12k\n\x08ListCars\x12\x1c.exodrive.v1.ListCarsRequest\x1a\x1d.exodrive.v1.ListCarsResponse\"\"\xca\xf3\x18\x0e\x08\x01\x1a\n\x08\x90\x1c\x12\x05\x66leet\x82\xd3\xe4\x93\x02\n\x12\x08/v1/cars\x12u\n\x06GetCar\x12\x1a.exodrive.v1.GetCarRequest\x1a\x1b.exodrive.v1.GetCarResponse\"2\xca\xf3\x18\x15\x08\x01\x1a\x11\x08\x88\x0e\x12\x0c\x63\x61r:{car_id}\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/cars/{car_id}\x12\xbd\x01\n\x12GetCarAvailability\x12&.exodrive.v1.GetCarAvailabilityRequest\x1a\'.exodrive.v1.GetCarAvailabilityResponse\"V\xca\xf3\x18,\x08\x01\x1a(\x08\xac\x02\x12\x0c\x63\x61r:{car_id}\x12\x15\x63\x61r-bookings:{car_id}\x82\xd3\xe4\x93\x02 \x12\x1e/v1/cars/{car_id}/availability\x12\x9e\x01\n\nQuotePrice\x12\x1e.exodrive.v1.QuotePriceRequest\x1a\x1f.exodrive.v1.QuotePriceResponse\"O\xca\xf3\x18,\x08\x01\x1a(\x08\xac\x02\x12\x0c\x63\x61r:{car_id}\x12\x15\x63\x61r-bookings:{car_id}\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/cars/{car_id}/quote\x12g\n\tCreateCar\x12\x1d.exodrive.v1.CreateCarRequest\x1a\x1e.exodrive.v1.CreateCarResponse\"\x1b\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x0f\"\x08/v1/cars:\x03\x63\x61r\x12p\n\tUpdateCar\x12\x1d.exodrive.v1.UpdateCarRequest\x1a\x1e.exodrive.v1.UpdateCarResponse\"$\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x18\x32\x11/v1/cars/{car_id}:\x03\x63\x61rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xodrive/v1/fleet.proto\x12\x0b\x65xodrive.v1\x1a\x17\x65xodrive/v1/money.proto\x1a\x19\x65xodrive/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"L\n\x06\x43\x61rFee\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x10\n\x08optional\x18\x03 \x01(\x08\"\x8f\x03\n\x03\x43\x61r\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12&\n\ndaily_rate\x18\x06 \x01(\x0b\x32\x12.exodrive.v1.Money\x12#\n\x07\x64\x65posit\x18\x07 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x18\n\x10\x64iscount_percent\x18\x08 \x01(\r\x12\x14\n\x0cminimum_days\x18\t \x01(\r\x12!\n\x04\x66\x65\x65s\x18\n \x03(\x0b\x32\x13.exodrive.v1.CarFee\x12\x11\n\tavailable\x18\x0b \x01(\x08\x12\x10\n\x08\x66\x65\x61tured\x18\x0c \x01(\x08\x12\x0e\n\x06hidden\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x0fListCarsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x15\n\rfeatured_only\x18\x04 \x01(\x08\x12\x13\n\x0bshow_hidden\x18\x05 \x01(\x08\"K\n\x10ListCarsResponse\x12\x1e\n\x04\x63\x61rs\x18\x01 \x03(\x0b\x32\x10.exodrive.v1.Car\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetCarRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\"/\n\x0eGetCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"w\n\x19GetCarAvailabilityRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"\xb9\x01\n\x1aGetCarAvailabilityResponse\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12,\n\x11unavailable_dates\x18\x05 \x03(\x0b\x32\x11.google.type.Date\"o\n\x11QuotePriceRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12%\n\nstart_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"<\n\x12QuotePriceResponse\x12&\n\x05quote\x18\x01 \x01(\x0b\x32\x17.exodrive.v1.PriceQuote\"\xaa\x03\n\nPriceQuote\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\r\x12&\n\ndaily_rate\x18\x02 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\"\n\x06rental\x18\x03 \x01(\x0b\x32\x12.exodrive.v1.Money\x12!\n\x04\x66\x65\x65s\x18\x04 \x03(\x0b\x32\x13.exodrive.v1.CarFee\x12&\n\nfees_total\x18\x05 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x18\n\x10\x64iscount_percent\x18\x06 \x01(\r\x12$\n\x08\x64iscount\x18\x07 \x01(\x0b\x32\x12.exodrive.v1.Money\x12/\n\x13\x64iscounted_subtotal\x18\x08 \x01(\x0b\x32\x12.exodrive.v1.Money\x12\x1d\n\x15tax_rate_basis_points\x18\t \x01(\r\x12\x1f\n\x03tax\x18\n \x01(\x0b\x32\x12.exodrive.v1.Money\x12!\n\x05total\x18\x0b \x01(\x0b\x32\x12.exodrive.v1.Money\x12#\n\x07\x64\x65posit\x18\x0c \x01(\x0b\x32\x12.exodrive.v1.Money\"1\n\x10\x43reateCarRequest\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"2\n\x11\x43reateCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car\"r\n\x10UpdateCarRequest\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x1d\n\x03\x63\x61r\x18\x02 \x01(\x0b\x32\x10.exodrive.v1.Car\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x11UpdateCarResponse\x12\x1d\n\x03\x63\x61r\x18\x01 \x01(\x0b\x32\x10.exodrive.v1.Car2\xb0\x06\n\x0c\x46leetService\x12m\n\x08ListCars\x12\x1c.exodrive.v1.ListCarsRequest\x1a\x1d.exodrive.v1.ListCarsResponse\"$\xca\xf3\x18\x10\x08\x01\x1a\x0c\x08\x90\x1c\x12\x05\x66leet\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/cars\x12u\n\x06GetCar\x12\x1a.exodrive.v1.GetCarRequest\x1a\x1b.exodrive.v1.GetCarResponse\"2\xca\xf3\x18\x15\x08\x01\x1a\x11\x08\x88\x0e\x12\x0c\x63\x61r:{car_id}\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/cars/{car_id}\x12\xbd\x01\n\x12GetCarAvailability\x12&.exodrive.v1.GetCarAvailabilityRequest\x1a\'.exodrive.v1.GetCarAvailabilityResponse\"V\xca\xf3\x18,\x08\x01\x1a(\x08\xac\x02\x12\x0c\x63\x61r:{car_id}\x12\x15\x63\x61r-bookings:{car_id}\x82\xd3\xe4\x93\x02 \x12\x1e/v1/cars/{car_id}/availability\x12\x9e\x01\n\nQuotePrice\x12\x1e.exodrive.v1.QuotePriceRequest\x1a\x1f.exodrive.v1.QuotePriceResponse\"O\xca\xf3\x18,\x08\x01\x1a(\x08\xac\x02\x12\x0c\x63\x61r:{car_id}\x12\x15\x63\x61r-bookings:{car_id}\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/cars/{car_id}/quote\x12g\n\tCreateCar\x12\x1d.exodrive.v1.CreateCarRequest\x1a\x1e.exodrive.v1.CreateCarResponse\"\x1b\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x0f\"\x08/v1/cars:\x03\x63\x61r\x12p\n\tUpdateCar\x12\x1d.exodrive.v1.UpdateCarRequest\x1a\x1e.exodrive.v1.UpdateCarResponse\"$\xca\xf3\x18\x02\x08\x03\x82\xd3\xe4\x93\x02\x18\x32\x11/v1/cars/{car_id}:\x03\x63\x61rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exodrive.v1.fleet_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['ListCars']._loaded_options = None
-  _globals['_FLEETSERVICE'].methods_by_name['ListCars']._serialized_options = b'\312\363\030\016\010\001\032\n\010\220\034\022\005fleet\202\323\344\223\002\n\022\010/v1/cars'
+  _globals['_FLEETSERVICE'].methods_by_name['ListCars']._serialized_options = b'\312\363\030\020\010\001\032\014\010\220\034\022\005fleet\030\001\202\323\344\223\002\n\022\010/v1/cars'
   _globals['_FLEETSERVICE'].methods_by_name['GetCar']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['GetCar']._serialized_options = b'\312\363\030\025\010\001\032\021\010\210\016\022\014car:{car_id}\202\323\344\223\002\023\022\021/v1/cars/{car_id}'
   _globals['_FLEETSERVICE'].methods_by_name['GetCarAvailability']._loaded_options = None
@@ -54,31 +54,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAR']._serialized_start=292
   _globals['_CAR']._serialized_end=691
   _globals['_LISTCARSREQUEST']._serialized_start=693
-  _globals['_LISTCARSREQUEST']._serialized_end=790
-  _globals['_LISTCARSRESPONSE']._serialized_start=792
-  _globals['_LISTCARSRESPONSE']._serialized_end=867
-  _globals['_GETCARREQUEST']._serialized_start=869
-  _globals['_GETCARREQUEST']._serialized_end=900
-  _globals['_GETCARRESPONSE']._serialized_start=902
-  _globals['_GETCARRESPONSE']._serialized_end=949
-  _globals['_GETCARAVAILABILITYREQUEST']._serialized_start=951
-  _globals['_GETCARAVAILABILITYREQUEST']._serialized_end=1070
-  _globals['_GETCARAVAILABILITYRESPONSE']._serialized_start=1073
-  _globals['_GETCARAVAILABILITYRESPONSE']._serialized_end=1258
-  _globals['_QUOTEPRICEREQUEST']._serialized_start=1260
-  _globals['_QUOTEPRICEREQUEST']._serialized_end=1371
-  _globals['_QUOTEPRICERESPONSE']._serialized_start=1373
-  _globals['_QUOTEPRICERESPONSE']._serialized_end=1433
-  _globals['_PRICEQUOTE']._serialized_start=1436
-  _globals['_PRICEQUOTE']._serialized_end=1862
-  _globals['_CREATECARREQUEST']._serialized_start=1864
-  _globals['_CREATECARREQUEST']._serialized_end=1913
-  _globals['_CREATECARRESPONSE']._serialized_start=1915
-  _globals['_CREATECARRESPONSE']._serialized_end=1965
-  _globals['_UPDATECARREQUEST']._serialized_start=1967
-  _globals['_UPDATECARREQUEST']._serialized_end=2081
-  _globals['_UPDATECARRESPONSE']._serialized_start=2083
-  _globals['_UPDATECARRESPONSE']._serialized_end=2133
-  _globals['_FLEETSERVICE']._serialized_start=2136
-  _globals['_FLEETSERVICE']._serialized_end=2950
+  _globals['_LISTCARSREQUEST']._serialized_end=811
+  _globals['_LISTCARSRESPONSE']._serialized_start=813
+  _globals['_LISTCARSRESPONSE']._serialized_end=888
+  _globals['_GETCARREQUEST']._serialized_start=890
+  _globals['_GETCARREQUEST']._serialized_end=921
+  _globals['_GETCARRESPONSE']._serialized_start=923
+  _globals['_GETCARRESPONSE']._serialized_end=970
+  _globals['_GETCARAVAILABILITYREQUEST']._serialized_start=972
+  _globals['_GETCARAVAILABILITYREQUEST']._serialized_end=1091
+  _globals['_GETCARAVAILABILITYRESPONSE']._serialized_start=1094
+  _globals['_GETCARAVAILABILITYRESPONSE']._serialized_end=1279
+  _globals['_QUOTEPRICEREQUEST']._serialized_start=1281
+  _globals['_QUOTEPRICEREQUEST']._serialized_end=1392
+  _globals['_QUOTEPRICERESPONSE']._serialized_start=1394
+  _globals['_QUOTEPRICERESPONSE']._serialized_end=1454
+  _globals['_PRICEQUOTE']._serialized_start=1457
+  _globals['_PRICEQUOTE']._serialized_end=1883
+  _globals['_CREATECARREQUEST']._serialized_start=1885
+  _globals['_CREATECARREQUEST']._serialized_end=1934
+  _globals['_CREATECARRESPONSE']._serialized_start=1936
+  _globals['_CREATECARRESPONSE']._serialized_end=1986
+  _globals['_UPDATECARREQUEST']._serialized_start=1988
+  _globals['_UPDATECARREQUEST']._serialized_end=2102
+  _globals['_UPDATECARRESPONSE']._serialized_start=2104
+  _globals['_UPDATECARRESPONSE']._serialized_end=2154
+  _globals['_FLEETSERVICE']._serialized_start=2157
+  _globals['_FLEETSERVICE']._serialized_end=2973
 # @@protoc_insertion_point(module_scope)

@@ -87,7 +87,9 @@ class Car(_message.Message):
     """False takes the car out of service: it cannot be booked."""
     featured: _builtins.bool
     hidden: _builtins.bool
-    """Hidden cars are not listed."""
+    """Hidden cars are not listed (staff may list them with show_hidden) and cannot be booked;
+    GetCar still returns one by its id.
+    """
     @_builtins.property
     def daily_rate(self) -> _money_pb2.Money:
         """Price of one rental day."""
@@ -139,6 +141,7 @@ class ListCarsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
     FEATURED_ONLY_FIELD_NUMBER: _builtins.int
+    SHOW_HIDDEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 100; 0 means 20."""
     page_token: _builtins.str
@@ -147,6 +150,8 @@ class ListCarsRequest(_message.Message):
     """Only cars of this category, when set."""
     featured_only: _builtins.bool
     """Only featured cars, when true."""
+    show_hidden: _builtins.bool
+    """Staff only (PERMISSION_DENIED for others): include hidden cars."""
     def __init__(
         self,
         *,
@@ -154,10 +159,11 @@ class ListCarsRequest(_message.Message):
         page_token: _builtins.str = ...,
         category: _builtins.str = ...,
         featured_only: _builtins.bool = ...,
+        show_hidden: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "featured_only", b"featured_only", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "featured_only", b"featured_only", "page_size", b"page_size", "page_token", b"page_token", "show_hidden", b"show_hidden"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,7 +72,7 @@ class FleetServiceServicer:
     """
 
     def ListCars(self, request, context):
-        """Lists the cars a customer can rent, featured first.
+        """Lists the cars a customer can rent, featured first. Staff may include hidden cars.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,14 +86,16 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCarAvailability(self, request, context):
-        """Tells which days of a date range are taken.
+        """Tells which days of a date range are taken. For a car that is hidden or out of service
+        (it cannot be booked) every day is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def QuotePrice(self, request, context):
-        """Prices a rental; the server is the only place a price is computed.
+        """Prices a rental; the server is the only place a price is computed. A car that cannot be
+        booked (hidden or out of service) is not priced: CAR_UNAVAILABLE (ABORTED), as CreateBooking.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

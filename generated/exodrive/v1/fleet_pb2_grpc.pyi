@@ -34,13 +34,17 @@ class FleetServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FleetServiceAsyncStub: ...
     ListCars: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.ListCarsRequest, _fleet_pb2.ListCarsResponse]
-    """Lists the cars a customer can rent, featured first."""
+    """Lists the cars a customer can rent, featured first. Staff may include hidden cars."""
     GetCar: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.GetCarRequest, _fleet_pb2.GetCarResponse]
     """Returns one car."""
     GetCarAvailability: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.GetCarAvailabilityRequest, _fleet_pb2.GetCarAvailabilityResponse]
-    """Tells which days of a date range are taken."""
+    """Tells which days of a date range are taken. For a car that is hidden or out of service
+    (it cannot be booked) every day is.
+    """
     QuotePrice: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.QuotePriceRequest, _fleet_pb2.QuotePriceResponse]
-    """Prices a rental; the server is the only place a price is computed."""
+    """Prices a rental; the server is the only place a price is computed. A car that cannot be
+    booked (hidden or out of service) is not priced: CAR_UNAVAILABLE (ABORTED), as CreateBooking.
+    """
     CreateCar: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.CreateCarRequest, _fleet_pb2.CreateCarResponse]
     """Adds a car to the fleet."""
     UpdateCar: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.UpdateCarRequest, _fleet_pb2.UpdateCarResponse]
@@ -52,13 +56,17 @@ class FleetServiceAsyncStub(FleetServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListCars: _aio.UnaryUnaryMultiCallable[_fleet_pb2.ListCarsRequest, _fleet_pb2.ListCarsResponse]  # type: ignore[assignment]
-    """Lists the cars a customer can rent, featured first."""
+    """Lists the cars a customer can rent, featured first. Staff may include hidden cars."""
     GetCar: _aio.UnaryUnaryMultiCallable[_fleet_pb2.GetCarRequest, _fleet_pb2.GetCarResponse]  # type: ignore[assignment]
     """Returns one car."""
     GetCarAvailability: _aio.UnaryUnaryMultiCallable[_fleet_pb2.GetCarAvailabilityRequest, _fleet_pb2.GetCarAvailabilityResponse]  # type: ignore[assignment]
-    """Tells which days of a date range are taken."""
+    """Tells which days of a date range are taken. For a car that is hidden or out of service
+    (it cannot be booked) every day is.
+    """
     QuotePrice: _aio.UnaryUnaryMultiCallable[_fleet_pb2.QuotePriceRequest, _fleet_pb2.QuotePriceResponse]  # type: ignore[assignment]
-    """Prices a rental; the server is the only place a price is computed."""
+    """Prices a rental; the server is the only place a price is computed. A car that cannot be
+    booked (hidden or out of service) is not priced: CAR_UNAVAILABLE (ABORTED), as CreateBooking.
+    """
     CreateCar: _aio.UnaryUnaryMultiCallable[_fleet_pb2.CreateCarRequest, _fleet_pb2.CreateCarResponse]  # type: ignore[assignment]
     """Adds a car to the fleet."""
     UpdateCar: _aio.UnaryUnaryMultiCallable[_fleet_pb2.UpdateCarRequest, _fleet_pb2.UpdateCarResponse]  # type: ignore[assignment]
@@ -73,7 +81,7 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.ListCarsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.ListCarsResponse, _abc.Awaitable[_fleet_pb2.ListCarsResponse]]:
-        """Lists the cars a customer can rent, featured first."""
+        """Lists the cars a customer can rent, featured first. Staff may include hidden cars."""
 
     @_abc_1.abstractmethod
     def GetCar(
@@ -89,7 +97,9 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.GetCarAvailabilityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.GetCarAvailabilityResponse, _abc.Awaitable[_fleet_pb2.GetCarAvailabilityResponse]]:
-        """Tells which days of a date range are taken."""
+        """Tells which days of a date range are taken. For a car that is hidden or out of service
+        (it cannot be booked) every day is.
+        """
 
     @_abc_1.abstractmethod
     def QuotePrice(
@@ -97,7 +107,9 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.QuotePriceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.QuotePriceResponse, _abc.Awaitable[_fleet_pb2.QuotePriceResponse]]:
-        """Prices a rental; the server is the only place a price is computed."""
+        """Prices a rental; the server is the only place a price is computed. A car that cannot be
+        booked (hidden or out of service) is not priced: CAR_UNAVAILABLE (ABORTED), as CreateBooking.
+        """
 
     @_abc_1.abstractmethod
     def CreateCar(
