@@ -118,7 +118,12 @@ async def build_application(
     uow = unit_of_work_factory(engine, session_role=session_role, acquire_timeout=acquire_timeout)
 
     fleet = FleetService(
-        uow, clock, notifier, tax_rate=settings.tax_rate, maximum_days=settings.max_rental_days
+        uow,
+        clock,
+        notifier,
+        tax_rate=settings.tax_rate,
+        maximum_days=settings.max_rental_days,
+        currency=settings.currency,
     )
     bookings = BookingService(
         uow,

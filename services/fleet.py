@@ -27,7 +27,9 @@ DEFAULT_PAGE_SIZE = 20
 # The widest range an availability query may span (one year, leap day included).
 MAX_AVAILABILITY_DAYS = 366
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+# Bounds that keep one car (and so a page of 100) small: the fees travel with every listing.
+MAX_FEES = 20
+MAX_DESCRIPTION_CHARS = 5000
 # Fields of CarDraft that update masks may name.
 CAR_FIELDS = frozenset(field.name for field in dataclasses.fields(CarDraft))
 
@@ -53,8 +55,12 @@ def page_size_of(page_size: int) -> int:
     return page_size or DEFAULT_PAGE_SIZE
 
 
-def validate_car(draft: CarDraft, *, maximum_days: int, prefix: str = "car.") -> None:
-    """Every rule a stored car obeys, reported per field (`car.slug`, `car.fees[1].amount`, ...)."""
+def validate_car(draft: CarDraft, *, maximum_days: int, currency: str, prefix: str = "car.") -> None:
+    """Every rule a stored car obeys, reported per field (`car.slug`, `car.fees[1].amount`, ...).
+
+    A car's money is in the business `currency` (settings): prices, tax and bookings are computed
+    and compared in one currency, and a well-formed but foreign code would still be priced wrong.
+    """
     problems: list[FieldViolation] = []
 
     def bad(name: str, description: str) -> None:
@@ -64,19 +70,23 @@ def validate_car(draft: CarDraft, *, maximum_days: int, prefix: str = "car.") ->
         bad("slug", "lower-case letters, digits and single dashes, at most 80 characters")
     if not draft.name.strip() or len(draft.name) > 200:
         bad("name", "required, at most 200 characters")
+    if len(draft.description) > MAX_DESCRIPTION_CHARS:
+        bad("description", f"at most {MAX_DESCRIPTION_CHARS} characters")
     if len(draft.category) > 80:
         bad("category", "at most 80 characters")
     if draft.daily_rate_cents <= 0:
         bad("daily_rate.amount_minor", "must be positive")
     if draft.deposit_cents < 0:
         bad("deposit.amount_minor", "must not be negative")
-    if not CURRENCY_PATTERN.match(draft.currency):
-        bad("daily_rate.currency_code", "an ISO 4217 code such as USD")
+    if draft.currency != currency:
+        bad("daily_rate.currency_code", f"must be {currency}, the business currency")
     if not 0 <= draft.discount_percent <= 100:
         bad("discount_percent", "must be between 0 and 100")
     if not 1 <= draft.minimum_days <= maximum_days:
         bad("minimum_days", f"must be between 1 and {maximum_days}")
-    for index, fee in enumerate(draft.fees):
+    if len(draft.fees) > MAX_FEES:
+        bad("fees", f"at most {MAX_FEES} fees")
+    for index, fee in enumerate(draft.fees[:MAX_FEES]):
         if not fee.name.strip() or len(fee.name) > 120:
             bad(f"fees[{index}].name", "required, at most 120 characters")
         if fee.amount_cents < 0:
@@ -101,12 +111,14 @@ class FleetService:
         *,
         tax_rate: Decimal,
         maximum_days: int = 90,
+        currency: str = "USD",
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._notifier = notifier
         self._tax_rate = tax_rate
         self._maximum_days = maximum_days
+        self._currency = currency
 
     async def list_cars(
         self,
@@ -201,7 +213,7 @@ class FleetService:
 
     async def create_car(self, principal: Principal, draft: CarDraft) -> Car:
         require_staff(principal)
-        validate_car(draft, maximum_days=self._maximum_days)
+        validate_car(draft, maximum_days=self._maximum_days, currency=self._currency)
         async with self._uow(principal) as uow:
             try:
                 car_id = await uow.cars.add(draft, self._clock.now())
@@ -224,7 +236,7 @@ class FleetService:
             if current is None:
                 raise car_not_found(car_id)
             merged = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
-            validate_car(merged, maximum_days=self._maximum_days)
+            validate_car(merged, maximum_days=self._maximum_days, currency=self._currency)
             columns = {name: value for name, value in changes.items() if name != "fees"}
             fees: Sequence[Fee] | None = merged.fees if "fees" in changes else None
             try:
