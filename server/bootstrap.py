@@ -124,6 +124,7 @@ async def build_application(
         tax_rate=settings.tax_rate,
         maximum_days=settings.max_rental_days,
         currency=settings.currency,
+        max_advance_days=settings.max_advance_days,
     )
     bookings = BookingService(
         uow,

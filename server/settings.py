@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     currency: str = "USD"
     hold_minutes: int = 30
     max_rental_days: int = 90
+    # A booking or a quote starts at most this many days after today (business timezone).
+    max_advance_days: int = 730
     # A guest's booking access token stays valid this many days after the rental ends.
     access_token_grace_days: int = 30
 

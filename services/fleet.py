@@ -112,6 +112,7 @@ class FleetService:
         tax_rate: Decimal,
         maximum_days: int = 90,
         currency: str = "USD",
+        max_advance_days: int = 730,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -119,6 +120,7 @@ class FleetService:
         self._tax_rate = tax_rate
         self._maximum_days = maximum_days
         self._currency = currency
+        self._max_advance_days = max_advance_days
 
     async def list_cars(
         self,
@@ -200,6 +202,7 @@ class FleetService:
             today=self._clock.today(),
             minimum_days=car.minimum_days,
             maximum_days=self._maximum_days,
+            max_advance_days=self._max_advance_days,
         )
         return quote(
             days=period.days,

@@ -32,12 +32,28 @@ class RentalPeriod:
 
 
 def rental_period(
-    start: date, end: date, *, today: date, minimum_days: int = 1, maximum_days: int = 90
+    start: date,
+    end: date,
+    *,
+    today: date,
+    minimum_days: int = 1,
+    maximum_days: int = 90,
+    max_advance_days: int = 730,
 ) -> RentalPeriod:
-    """A bookable period, or a VALIDATION_ERROR naming `start_date` / `end_date`."""
+    """A bookable period, or a VALIDATION_ERROR naming `start_date` / `end_date`.
+
+    A rental starts at most `max_advance_days` after today: prices, fleet and calendar are not
+    promised further out (and a year-9999 quote is someone probing, not a customer)."""
     problems: list[FieldViolation] = []
+    latest = today + timedelta(days=max_advance_days)
     if start < today:
         problems.append(FieldViolation("start_date", f"must not be before today ({today.isoformat()})"))
+    elif start > latest:
+        problems.append(
+            FieldViolation(
+                "start_date", f"must be at most {max_advance_days} days ahead ({latest.isoformat()})"
+            )
+        )
     days = (end - start).days
     if days < 1:
         problems.append(FieldViolation("end_date", "must be after start_date"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 
 import grpc
 import pytest
@@ -24,6 +25,10 @@ def _auth(settings: Settings, role: Role, subject: str) -> list[tuple[str, str]]
             f"Bearer {mint_token(settings.jwt_secret.get_secret_value(), role=role, subject=subject)}",
         )
     ]
+
+
+def _date(value: date) -> date_pb2.Date:
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
 def _usd(cents: int) -> money_pb2.Money:
@@ -73,7 +78,8 @@ async def test_a_car_is_created_listed_priced_and_booked_by_a_guest(
     assert listed.next_page_token == ""
     assert (await fleet.GetCar(fleet_pb2.GetCarRequest(car_id=car_id))).car.slug == created.car.slug
 
-    start, end = date_pb2.Date(year=2031, month=7, day=1), date_pb2.Date(year=2031, month=7, day=5)
+    first = date.today() + timedelta(days=90)
+    start, end = _date(first), _date(first + timedelta(days=4))
     quote = (
         await fleet.QuotePrice(fleet_pb2.QuotePriceRequest(car_id=car_id, start_date=start, end_date=end))
     ).quote
@@ -98,7 +104,9 @@ async def test_a_car_is_created_listed_priced_and_booked_by_a_guest(
         fleet_pb2.GetCarAvailabilityRequest(car_id=car_id, start_date=start, end_date=end)
     )
     assert not availability.available
-    assert [(d.month, d.day) for d in availability.unavailable_dates] == [(7, 1), (7, 2), (7, 3), (7, 4)]
+    assert [date(d.year, d.month, d.day) for d in availability.unavailable_dates] == [
+        first + timedelta(days=i) for i in range(4)
+    ]
 
     token = [("x-booking-token", made.access_token)]
     read = await bookings.GetBooking(booking_pb2.GetBookingRequest(booking_id=booking_id), metadata=token)

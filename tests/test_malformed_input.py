@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import grpc
@@ -27,7 +28,13 @@ def d(year: int, month: int, day: int) -> date_pb2.Date:
     return date_pb2.Date(year=year, month=month, day=day)
 
 
-GOOD_START, GOOD_END = d(2031, 3, 10), d(2031, 3, 12)
+def on(value: date) -> date_pb2.Date:
+    return d(value.year, value.month, value.day)
+
+
+# Near enough to be bookable (a rental starts at most max_advance_days ahead).
+_SOON = date.today() + timedelta(days=60)
+GOOD_START, GOOD_END = on(_SOON), on(_SOON + timedelta(days=2))
 CONTACT = booking_pb2.Contact(full_name="Ada Lovelace", email="ada@example.com", phone="+1 555 0100")
 CAR = fleet_pb2.Car(
     slug="malformed-car",

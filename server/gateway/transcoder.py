@@ -40,7 +40,8 @@ _WRAPPERS = {
     f"google.protobuf.{name}Value"
     for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
 }
-_DATE_TEXT = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+# ASCII only: `\d` alone also matches other scripts' digits (full-width U+FF10..), which int() takes.
+_DATE_TEXT = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _PARSE_ERROR_FIELD = re.compile(r"Failed to parse (\w+) field")
 _MAX_DESCRIPTION = 200
 
@@ -84,7 +85,7 @@ def _scalar(field: FieldDescriptor, text: str, path: str) -> Any:
         raise invalid_field(path, "must be true or false")
     if kind in _INT_RANGES:
         low, high = _INT_RANGES[kind]
-        if not re.fullmatch(r"-?\d{1,20}", text) or not low <= int(text) <= high:
+        if not re.fullmatch(r"-?\d{1,20}", text, re.ASCII) or not low <= int(text) <= high:
             raise invalid_field(path, f"must be an integer from {low} to {high}")
         return int(text)
     if kind in _FLOATS:
@@ -99,7 +100,7 @@ def _scalar(field: FieldDescriptor, text: str, path: str) -> Any:
         enum: Any = field.enum_type
         if text in enum.values_by_name:
             return enum.values_by_name[text].number
-        if re.fullmatch(r"-?\d+", text) and int(text) in enum.values_by_number:
+        if re.fullmatch(r"-?\d+", text, re.ASCII) and int(text) in enum.values_by_number:
             return int(text)
         names = ", ".join(v.name for v in enum.values)
         raise invalid_field(path, f"must be one of {names}")
@@ -198,6 +199,13 @@ def _check_single(field: Any, value: Any, path: str) -> None:
         # Well-known types have their own JSON forms; json_format judges those strictly.
         if not field.message_type.full_name.startswith("google.protobuf."):
             _check_message(field.message_type, value, path)
+    elif (
+        (field.type in _INT_RANGES or field.type in _FLOATS)
+        and isinstance(value, str)
+        and not value.isascii()
+    ):
+        # json_format reads numbers in strings with int()/float(), which take any script's digits.
+        raise invalid_field(path, "must be a number in ASCII digits")
     elif field.type == FieldDescriptor.TYPE_ENUM and isinstance(value, str):
         enum: Any = field.enum_type
         if value not in enum.values_by_name:
