@@ -4,16 +4,19 @@ database's own constraint, and COMPLETED still frees them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 
 import grpc
 import psycopg
 import pytest
 from conftest import RunningServer
+from database_urls import admin_conninfo, with_database
 from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from grpc_calls import Metadata, auth, create_car, error_info, gdate, serve_unlimited
+from psycopg import sql
 
+from server import schema
 from server.settings import Settings
 from services.model import HOLDING_STATUSES, BookingStatus
 from services.principal import Role
@@ -189,3 +192,49 @@ def test_the_constraint_names_exactly_the_holding_statuses(migrated_settings: Se
     definition = str(row[0])
     named = {status for status in BookingStatus if f"'{status.value}'" in definition}
     assert named == HOLDING_STATUSES == {BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.ACTIVE}
+
+
+@pytest.fixture
+def database_at_0004(settings: Settings) -> Iterator[str]:
+    """A new database migrated up to the revision before ACTIVE held days, dropped afterwards."""
+    assert settings.database_url is not None
+    admin = admin_conninfo(settings.database_url)
+    name = f"exodrive_0005_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(admin, name)
+    schema.upgrade(url, "0004_inbox_search")
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_upgrade_stops_on_rows_that_already_overlap_an_active_booking(database_at_0004: str) -> None:
+    with psycopg.connect(database_at_0004) as conn:
+        car_id, key = conn.execute(
+            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
+            "VALUES ('raw-upgrade', 'Raw', 100, 0, 'USD') RETURNING id, key"
+        ).fetchone()  # type: ignore[misc]
+        customer_id = conn.execute(
+            "INSERT INTO customers (email, full_name) VALUES ('raw@example.com', 'Raw') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+        # Written under the old rule: the PENDING booking took days of the ACTIVE one.
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "ACTIVE")
+        _insert_booking(conn, car_id, key, customer_id, "2032-05-03", "2032-05-04", "PENDING")
+        conn.commit()
+        active_id, pending_id = (
+            row[0] for row in conn.execute("SELECT id FROM bookings ORDER BY start_date").fetchall()
+        )
+
+    with pytest.raises(RuntimeError) as stopped:
+        schema.upgrade(database_at_0004)
+    assert f"{active_id} (ACTIVE) / {pending_id}" in str(stopped.value)
+    assert schema.current(database_at_0004) == "0004_inbox_search"
+
+    with psycopg.connect(database_at_0004) as conn:
+        conn.execute("UPDATE bookings SET status = 'CANCELLED' WHERE id = %s", (pending_id,))
+        conn.commit()
+    schema.upgrade(database_at_0004)
+    assert schema.current(database_at_0004) == schema.head() == "0005_active_bookings_hold_days"
+    schema.downgrade(database_at_0004, "0004_inbox_search")
+    assert schema.current(database_at_0004) == "0004_inbox_search"
