@@ -35,6 +35,12 @@ def day(offset: int) -> date:
     return TODAY + timedelta(days=offset)
 
 
+def from_today(offset: int) -> date:
+    """A day relative to the real date, for applications on the system clock (a rental starts
+    at most max_advance_days ahead, so the fixed TODAY would soon be too far)."""
+    return date.today() + timedelta(days=offset)
+
+
 async def make_app(settings: Settings) -> tuple[Application, FixedClock, RecordingNotifier]:
     clock = FixedClock(NOW, settings.business_timezone)
     notifier = RecordingNotifier()

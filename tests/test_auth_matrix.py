@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from exodrive.v1 import booking_pb2, booking_pb2_grpc, options_pb2
-from fleet_helpers import booking_request, contact, customer, day, make_car
+from fleet_helpers import booking_request, contact, customer, from_today, make_car
 from google.protobuf import message_factory
 from google.rpc import error_details_pb2, status_pb2
 
@@ -83,9 +83,11 @@ async def matrix(migrated_settings: Settings) -> AsyncIterator[tuple[Matrix, dic
     )
     app = await build_application(settings)
     car = await make_car(app)
-    owned = await app.bookings.create(customer("matrix-a"), booking_request(car.id, day(60), day(61)))
+    owned = await app.bookings.create(
+        customer("matrix-a"), booking_request(car.id, from_today(60), from_today(61))
+    )
     guest_booking = await app.bookings.create(
-        ANONYMOUS, booking_request(car.id, day(62), day(63), contact=contact())
+        ANONYMOUS, booking_request(car.id, from_today(62), from_today(63), contact=contact())
     )
     assert guest_booking.access_token is not None
     server = GrpcServer(app, host="127.0.0.1", port=0)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from multiprocessing import resource_tracker
 
 import pytest
-from fleet_helpers import ANON, TODAY, booking_request, make_app, make_car
+from fleet_helpers import ANON, booking_request, from_today, make_app, make_car
 from sqlalchemy import func, select
 
 from server.bootstrap import build_application
@@ -83,7 +83,7 @@ async def test_fifty_overlapping_bookings_from_two_processes_leave_exactly_one(
     try:
         car = await make_car(app)
         # Every range holds day +12; starts and lengths vary so the rows differ.
-        start = TODAY + timedelta(days=30)
+        start = from_today(30)
         requests = [
             booking_request(car.id, start + timedelta(days=i % 3), start + timedelta(days=3 + i % 2))
             for i in range(PROCESSES * CALLS_PER_PROCESS)
@@ -102,7 +102,7 @@ async def test_one_request_id_sent_fifty_times_from_two_processes_books_once(
     app, _, _ = await make_app(migrated_settings)
     try:
         car = await make_car(app)
-        start = TODAY + timedelta(days=40)
+        start = from_today(40)
         request = booking_request(car.id, start, start + timedelta(days=2))
         batches = [[request] * CALLS_PER_PROCESS for _ in range(PROCESSES)]
         outcomes = await asyncio.to_thread(_run_in_processes, migrated_settings, batches)
