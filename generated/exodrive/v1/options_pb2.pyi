@@ -36,7 +36,9 @@ class _AccessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Access.ValueTy
     ACCESS_ADMIN: _Access.ValueType  # 3
     """Admins and internal services."""
     ACCESS_PROVIDER: _Access.ValueType  # 4
-    """An external provider that proves itself with a request signature checked by the service."""
+    """An external provider that proves itself with a request signature, checked with the provider
+    service's verifier before any rate-limit budget is spent.
+    """
 
 class Access(_Access, metaclass=_AccessEnumTypeWrapper):
     """Who may call a method. The authorization interceptor enforces it; ownership of a
@@ -52,7 +54,9 @@ ACCESS_AUTHENTICATED: Access.ValueType  # 2
 ACCESS_ADMIN: Access.ValueType  # 3
 """Admins and internal services."""
 ACCESS_PROVIDER: Access.ValueType  # 4
-"""An external provider that proves itself with a request signature checked by the service."""
+"""An external provider that proves itself with a request signature, checked with the provider
+service's verifier before any rate-limit budget is spent.
+"""
 Global___Access: _TypeAlias = Access  # noqa: Y015
 
 class _RateLimitTier:
