@@ -41,7 +41,11 @@ log = logging.getLogger(__name__)
 _MAX_SOCKET_PATH = 107
 _PG_SOCKET_NAME = ".s.PGSQL.5432"
 _REDIS_SOCKET_NAME = "redis.sock"
-_START_TIMEOUT_SECONDS = 30.0
+# A cold start takes about a second; on a machine busy with other work (a test suite beside it)
+# PostgreSQL was seen not ready after 30 s, so the wait is generous. pg_ctl gets the same limit
+# (its own default is 60 s) and the process a little more.
+_START_TIMEOUT_SECONDS = 120.0
+_LOG_TAIL_CHARACTERS = 2000
 _STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -199,6 +203,8 @@ class EmbeddedServers:
         _run_pg(
             "pg_ctl",
             "-w",
+            "-t",
+            str(int(_START_TIMEOUT_SECONDS)),
             "-o",
             '-h ""',
             "-o",
@@ -341,12 +347,23 @@ def _run_pg(program: str, *args: str, user: str | None, pgdata: Path) -> None:
                 stdout=output,
                 stderr=output,
                 user=user,
-                timeout=_START_TIMEOUT_SECONDS,
+                timeout=_START_TIMEOUT_SECONDS + 10,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             output.seek(0)
             text = output.read().decode(errors="replace")
-            raise EmbeddedServerError(f"{program} failed: {text[-2000:]}") from error
+            # The server's own log says why it did not start (or not in time).
+            server_log = _tail(pgdata / "log")
+            raise EmbeddedServerError(
+                f"{program} failed: {text[-_LOG_TAIL_CHARACTERS:]}\n--- {pgdata / 'log'} ---\n{server_log}"
+            ) from error
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-_LOG_TAIL_CHARACTERS:]
+    except OSError:
+        return "(no log)"
 
 
 def _running_as_root() -> bool:

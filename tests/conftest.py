@@ -8,12 +8,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import psycopg
 import pytest
 from database_urls import admin_conninfo, with_database
+from private_dirs import private_dir
 from psycopg import sql
 
 from server.settings import Settings
@@ -26,7 +28,7 @@ RUN_ID = uuid.uuid4().hex[:10]
 
 
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server_urls() -> Iterator[tuple[str, str]]:
     """(admin database URL, Redis URL) of real servers."""
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
@@ -35,8 +37,15 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         return
     from server.embedded import EmbeddedServers
 
-    with EmbeddedServers(tmp_path_factory.mktemp("embedded")) as embedded:
+    with private_dir() as folder, EmbeddedServers(folder / "embedded") as embedded:
         yield database_url or embedded.database_url, redis_url or embedded.redis_url
+
+
+@pytest.fixture
+def embedded_tmp_path() -> Iterator[Path]:
+    """A fresh folder for embedded servers, outside pytest's root (see tests/private_dirs.py)."""
+    with private_dir() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,19 @@
 """`exodrive serve` as a subprocess for end-to-end tests.
 
+It listens on port 0 and the test reads the ports it bound from its "serving" log line: a port
+probed free by the test and handed over stays free only until any process's outgoing connection
+takes it as its local port, and serve binds only after seconds of start-up (embedded servers,
+migrations, seed; longer on a loaded machine): that race made it exit during start-up.
+
 Its stderr (the JSON logs) goes to a file, never to a pipe nobody reads (a full pipe would block the
 server's logging), and every failed assertion about the process shows the file's tail.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +25,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 EXODRIVE = Path(sys.executable).parent / "exodrive"
-START_TIMEOUT_SECONDS = 90.0
+START_TIMEOUT_SECONDS = 150.0  # beyond the embedded servers' own start-up limit (120 s)
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def zero_config_env(**extra: str) -> dict[str, str]:
@@ -66,34 +65,47 @@ class Served:
 
 
 def launch_serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
-    """Starts `exodrive serve` on free ports without waiting for it."""
-    port, http_port = free_port(), free_port()
+    """Starts `exodrive serve` on free ports (0) without waiting for it."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"serve-{uuid.uuid4().hex[:8]}.stderr"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [
-                str(EXODRIVE),
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-                "--http-port",
-                str(http_port),
-                *extra,
-            ],
+            [str(EXODRIVE), "serve", "--data-dir", str(data_dir), "--port", "0", "--http-port", "0", *extra],
             env=env if env is not None else zero_config_env(),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    return Served(process, port, http_port, data_dir, stderr_path)
+    return Served(process, 0, 0, data_dir, stderr_path)
+
+
+def bound_ports(served: Served) -> tuple[int, int] | None:
+    """(gRPC port, HTTP port or 0) from the first "serving" log line, once there is one."""
+    for line in served.stderr().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "serving" and record.get("grpc_address"):
+            http_url = record.get("http_url")
+            http_port = int(http_url.rsplit(":", 1)[1]) if http_url else 0
+            return int(record["grpc_address"].rsplit(":", 1)[1]), http_port
+    return None
 
 
 def wait_serving(served: Served, within: float = START_TIMEOUT_SECONDS) -> None:
-    """Until gRPC health says SERVING; an exit or the deadline fails with the server's stderr."""
+    """Until serve logs its ports and gRPC health says SERVING; an exit or the deadline fails
+    with the server's stderr."""
     started = time.monotonic()
     deadline = started + within
+    while True:
+        code = served.process.poll()
+        assert code is None, f"serve exited during start-up with {code}\n{served.tail()}"
+        assert time.monotonic() < deadline, f"serve not SERVING within {within:.0f}s\n{served.tail()}"
+        ports = bound_ports(served)
+        if ports is not None:
+            served.port, served.http_port = ports
+            break
+        time.sleep(0.05)
     with grpc.insecure_channel(served.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:

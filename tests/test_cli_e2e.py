@@ -19,6 +19,7 @@ import pytest
 from exodrive.v1 import booking_pb2, fleet_pb2
 from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from private_dirs import private_dir
 from serve_process import EXODRIVE, Served, start_serve, stop_serve, zero_config_env
 
 from clients import ExoDriveSyncClient, NotFound
@@ -41,15 +42,15 @@ def leftovers(data_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("serve") / "data"
-    served = start_serve(data_dir)
-    print(f"cold start until SERVING: {served.started_seconds:.2f}s")
-    try:
-        yield served
-    finally:
-        if served.process.poll() is None:
-            stop_serve(served)
+def served() -> Iterator[Served]:
+    with private_dir() as folder:
+        served = start_serve(folder / "data")
+        print(f"cold start until SERVING: {served.started_seconds:.2f}s")
+        try:
+            yield served
+        finally:
+            if served.process.poll() is None:
+                stop_serve(served)
 
 
 def date_of(day: date) -> date_pb2.Date:
@@ -154,8 +155,8 @@ def test_sigterm_leaves_nothing_running_and_a_warm_start_is_fast(served: Served)
     assert leftovers(served.data_dir) == []
 
 
-def test_sigkill_then_restart_recovers_and_cleans_up(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_sigkill_then_restart_recovers_and_cleans_up(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     first = start_serve(data_dir)
     first.process.kill()
     first.process.wait()
@@ -167,8 +168,8 @@ def test_sigkill_then_restart_recovers_and_cleans_up(tmp_path: Path) -> None:
     assert leftovers(data_dir) == [], second.tail()
 
 
-def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_workers_share_the_port_and_stop_together(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     served = start_serve(data_dir, "--workers", "2", "--no-http")
     pids = set()
     for _ in range(40):
@@ -185,8 +186,8 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     assert leftovers(data_dir) == []
 
 
-def test_migrate_and_token_commands(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_migrate_and_token_commands(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     env = zero_config_env()
 
     def exodrive(*args: str) -> str:

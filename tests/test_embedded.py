@@ -33,8 +33,8 @@ def sockets_in(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_socket()]
 
 
-def test_start_use_stop_leaves_nothing(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_start_use_stop_leaves_nothing(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     with EmbeddedServers(data_dir) as embedded:
         with psycopg.connect(embedded.database_url) as connection:
             row = connection.execute("SELECT current_setting('server_version_num')::int").fetchone()
@@ -52,8 +52,8 @@ def test_start_use_stop_leaves_nothing(tmp_path: Path) -> None:
     assert not (data_dir / "redis" / "redis.pid").exists()
 
 
-def test_data_survives_a_restart_and_warm_start_is_quick(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_data_survives_a_restart_and_warm_start_is_quick(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     with (
         EmbeddedServers(data_dir) as embedded,
         psycopg.connect(embedded.database_url, autocommit=True) as conn,
@@ -64,13 +64,13 @@ def test_data_survives_a_restart_and_warm_start_is_quick(tmp_path: Path) -> None
         assert conn.execute("SELECT n FROM kept").fetchone() == (42,)
 
 
-def test_a_second_owner_of_the_folder_is_refused(tmp_path: Path) -> None:
-    with EmbeddedServers(tmp_path / "data"), pytest.raises(EmbeddedServerError, match="in use"):
-        EmbeddedServers(tmp_path / "data").start()
+def test_a_second_owner_of_the_folder_is_refused(embedded_tmp_path: Path) -> None:
+    with EmbeddedServers(embedded_tmp_path / "data"), pytest.raises(EmbeddedServerError, match="in use"):
+        EmbeddedServers(embedded_tmp_path / "data").start()
 
 
-def test_long_folder_names_use_a_short_socket_folder_that_is_removed(tmp_path: Path) -> None:
-    data_dir = tmp_path / ("x" * 90) / "data"
+def test_long_folder_names_use_a_short_socket_folder_that_is_removed(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / ("x" * 90) / "data"
     with EmbeddedServers(data_dir) as embedded:
         assert not embedded.socket_dir.is_relative_to(data_dir)
         assert len(str(embedded.socket_dir / "redis.sock")) < 108
@@ -80,8 +80,8 @@ def test_long_folder_names_use_a_short_socket_folder_that_is_removed(tmp_path: P
     assert not socket_dir.exists()
 
 
-def test_sigkill_of_the_owner_then_a_restart_cleans_up(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_sigkill_of_the_owner_then_a_restart_cleans_up(embedded_tmp_path: Path) -> None:
+    data_dir = embedded_tmp_path / "data"
     owner = subprocess.Popen(
         [
             sys.executable,

@@ -92,9 +92,11 @@ async def test_reflection_v1_answers_the_same(running_server: Any) -> None:
 
 
 @pytest.mark.slow
-async def test_readiness_follows_postgresql_without_restart(tmp_path: Path, settings: Settings) -> None:
+async def test_readiness_follows_postgresql_without_restart(
+    embedded_tmp_path: Path, settings: Settings
+) -> None:
     # A private embedded PostgreSQL, so stopping it leaves the machine's server alone.
-    async with EmbeddedServers(tmp_path / "data") as embedded:
+    async with EmbeddedServers(embedded_tmp_path / "data") as embedded:
         own = settings.model_copy(update={"database_url": embedded.database_url})
         app = await build_application(own)
         server = GrpcServer(app, readiness_interval_seconds=0.1)

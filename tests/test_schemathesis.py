@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import START_TIMEOUT_SECONDS, kill, launch_serve
+from serve_process import START_TIMEOUT_SECONDS, kill, start_serve
 
 from server.auth import mint_token
 from server.settings import Settings
@@ -45,7 +45,7 @@ def live_gateway(migrated_settings: Settings, tmp_path_factory: pytest.TempPathF
         "EXODRIVE_SEED_DEMO_FLEET": "true",
         "EXODRIVE_METRICS_PORT": "0",
     }
-    served = launch_serve(tmp_path_factory.mktemp("st-data") / "data", env=env)
+    served = start_serve(tmp_path_factory.mktemp("st-data") / "data", env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:

@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from private_dirs import private_dir
 from serve_process import Served, kill, start_serve, zero_config_env
 
 pytestmark = pytest.mark.slow
@@ -63,13 +64,14 @@ async def fresh_connection_gets(url: str, total: int, concurrency: int) -> Count
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = start_serve(tmp_path_factory.mktemp("workers") / "data", "--workers", "2", env=UNLIMITED)
-    try:
-        wait_listening(served, workers_of(served))
-        yield served
-    finally:
-        kill(served)
+def two_workers() -> Iterator[Served]:
+    with private_dir() as folder:
+        served = start_serve(folder / "data", "--workers", "2", env=UNLIMITED)
+        try:
+            wait_listening(served, workers_of(served))
+            yield served
+        finally:
+            kill(served)
 
 
 async def test_http_load_reaches_both_workers_each_through_its_own_grpc_server(two_workers: Served) -> None:
@@ -163,8 +165,8 @@ async def steady_load_then_sigterm(served: Served, clients: int, seconds_before:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-async def test_sigterm_under_steady_http_load_cuts_no_request(tmp_path: Path, workers: int) -> None:
-    served = start_serve(tmp_path / "data", "--workers", str(workers), env=UNLIMITED)
+async def test_sigterm_under_steady_http_load_cuts_no_request(embedded_tmp_path: Path, workers: int) -> None:
+    served = start_serve(embedded_tmp_path / "data", "--workers", str(workers), env=UNLIMITED)
     try:
         if workers > 1:
             wait_listening(served, workers_of(served))
