@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 EXODRIVE = Path(sys.executable).parent / "exodrive"
@@ -155,3 +156,14 @@ def kill(served: Served) -> None:
         except subprocess.TimeoutExpired:
             served.process.kill()
             served.process.wait()
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """Processes still running on the data folder, and sockets left in it."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if str(data_dir) in command:
+            found.append(f"{process.info['pid']}: {command}")
+    found += [str(path) for path in data_dir.rglob("*") if path.is_socket()]
+    return found

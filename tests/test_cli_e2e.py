@@ -20,7 +20,7 @@ from exodrive.v1 import booking_pb2, fleet_pb2
 from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from private_dirs import private_dir
-from serve_process import EXODRIVE, Served, start_serve, stop_serve, zero_config_env
+from serve_process import EXODRIVE, Served, leftovers, start_serve, stop_serve, zero_config_env
 
 from clients import ExoDriveSyncClient, NotFound
 
@@ -28,17 +28,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 BUF = ROOT / "node_modules" / ".bin" / "buf"
-
-
-def leftovers(data_dir: Path) -> list[str]:
-    """Processes still running on the data folder, and sockets left in it."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if str(data_dir) in command:
-            found.append(f"{process.info['pid']}: {command}")
-    found += [str(path) for path in data_dir.rglob("*") if path.is_socket()]
-    return found
 
 
 @pytest.fixture(scope="module")

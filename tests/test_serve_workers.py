@@ -19,7 +19,7 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from private_dirs import private_dir
-from serve_process import Served, kill, start_serve, zero_config_env
+from serve_process import Served, kill, leftovers, start_serve, zero_config_env
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +129,7 @@ def test_workers_stop_together_on_sigterm_with_a_watch_stream_open(two_workers: 
     assert served.process.returncode == 0, served.tail()
     assert took < 5, served.tail()
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    assert leftovers(served.data_dir) == [], served.tail()
 
 
 async def steady_load_then_sigterm(served: Served, clients: int, seconds_before: float) -> Counter[str]:
@@ -179,3 +180,4 @@ async def test_sigterm_under_steady_http_load_cuts_no_request(embedded_tmp_path:
     assert outcomes["200"] > 50
     assert served.process.returncode == 0, served.tail()
     assert outcomes["exit seconds x100"] < 800, served.tail()
+    assert leftovers(served.data_dir) == [], served.tail()
