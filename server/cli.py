@@ -255,7 +255,8 @@ def run_workers(settings: Settings, workers: int, *, http: bool) -> None:
         try:
             asyncio.run(supervise(children))
         finally:
-            stop_children(children, settings.shutdown_grace_seconds + 5)
+            # A worker may use the grace twice: its gateway drains, then its gRPC server.
+            stop_children(children, 2 * settings.shutdown_grace_seconds + 5)
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
