@@ -131,8 +131,3 @@ class GatewayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._socket.close()
-
-    async def serve_forever(self) -> None:
-        await self.start()
-        assert self._task is not None
-        await self._task
