@@ -84,6 +84,17 @@ async def test_headers_just_under_the_budget_reach_the_server_every_time(real: R
         assert response.json()["error"]["code"] == "UNAUTHENTICATED"
 
 
+async def test_the_budget_is_exact_and_safe_below_the_servers_limit(real: Real) -> None:
+    # Counted as gRPC counts: name + value + 32 per entry. Beside Authorization the gateway sends
+    # x-trace-id (10 + 32 + 32) and x-forwarded-for with the peer (15 + 9 + 32).
+    fitting = MAX_METADATA_BYTES - (10 + 32 + 32) - (15 + 9 + 32) - (13 + 32)
+    for _ in range(20):
+        response = await real.http.get("/v1/cars?pageSize=1", headers={"Authorization": "a" * fitting})
+        assert response.status_code == 401, response.text  # the server judged it, every time
+    over = await real.http.get("/v1/cars?pageSize=1", headers={"Authorization": "a" * (fitting + 1)})
+    assert over.status_code == 431
+
+
 async def test_a_huge_forwarded_chain_is_answered_not_refused(real: Real) -> None:
     chain = ", ".join(f"10.{i // 250}.{i % 250}.1" for i in range(3000))
     response = await real.http.get("/v1/cars?pageSize=1", headers={"X-Forwarded-For": chain})
