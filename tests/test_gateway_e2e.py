@@ -295,6 +295,38 @@ async def test_the_gateway_command_serves_alone_then_stops_on_sigterm(running_se
             await process.wait()
 
 
+async def test_the_gateway_command_with_its_upstream_down_leaks_no_address() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the upstream is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = Path(sys.executable).with_name("exodrive")
+    process = await asyncio.create_subprocess_exec(
+        str(command), "gateway", "--upstream", f"127.0.0.1:{port}", "--http-port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        banner = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()  # type: ignore[union-attr]
+        found = re.fullmatch(r"gateway on (http://127\.0\.0\.1:\d+) -> gRPC (\S+)\n", banner)
+        assert found is not None, banner
+        async with httpx.AsyncClient(base_url=found.group(1)) as http:
+            down = await http.get("/v1/cars?pageSize=1")
+        assert down.status_code == 503
+        error = down.json()["error"]
+        assert (error["code"], error["message"]) == ("UNAVAILABLE", "upstream unavailable")
+        assert error["traceId"] == down.headers["x-trace-id"]
+        assert str(port) not in down.text
+        assert "127.0.0.1" not in down.text
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        logged = (await process.stderr.read()).decode()  # type: ignore[union-attr]
+        assert "upstream call failed" in logged  # the detail went to the log
+        assert str(port) in logged
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_redis_down_answers_x_cache_bypass_through_the_gateway(migrated_settings: Settings) -> None:
     with socket.socket() as probe:  # a port nothing listens on: Redis is down
         probe.bind(("127.0.0.1", 0))
