@@ -63,8 +63,8 @@ class Outage:
 
 
 @pytest.fixture
-async def outage(tmp_path: Path, settings: Settings) -> AsyncIterator[Outage]:
-    async with EmbeddedServers(tmp_path / "data") as embedded:
+async def outage(embedded_tmp_path: Path, settings: Settings) -> AsyncIterator[Outage]:
+    async with EmbeddedServers(embedded_tmp_path / "data") as embedded:
         await asyncio.to_thread(schema.upgrade, embedded.database_url)
         own = settings.model_copy(
             update={
