@@ -45,6 +45,7 @@ from server.gateway import GatewayServer, create_gateway_app
 from server.grpc_server import GrpcServer
 from server.settings import Settings
 from services.principal import Role
+from services.storage.engine import with_database
 
 SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtb2YtMzItYnl0ZXM="
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
@@ -95,7 +96,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
+        yield with_database(admin_url, name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 import grpc
 import psycopg
 import pytest
-from database_urls import admin_conninfo, with_database
+from database_urls import admin_conninfo
 from private_dirs import private_dir
 from psycopg import sql
 
 from server.settings import Settings
+from services.storage.engine import with_database
 
 if TYPE_CHECKING:
     from server.bootstrap import Application

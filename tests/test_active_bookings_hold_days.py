@@ -11,7 +11,7 @@ import grpc
 import psycopg
 import pytest
 from conftest import RunningServer
-from database_urls import admin_conninfo, with_database
+from database_urls import admin_conninfo
 from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from grpc_calls import Metadata, auth, create_car, error_info, gdate, serve_unlimited
 from psycopg import sql
@@ -20,6 +20,7 @@ from server import schema
 from server.settings import Settings
 from services.model import HOLDING_STATUSES, BookingStatus
 from services.principal import Role
+from services.storage.engine import with_database
 from services.storage.tables import BOOKINGS_NO_OVERLAP
 
 

@@ -9,14 +9,14 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from database_urls import admin_conninfo, with_database
+from database_urls import admin_conninfo
 from psycopg import sql
 from sqlalchemy import create_engine, inspect, pool
 
 from server import schema
 from server.settings import Settings
 from services.storage.all_tables import metadata
-from services.storage.engine import sqlalchemy_url
+from services.storage.engine import sqlalchemy_url, with_database
 
 MY_TABLES = {"cars", "car_fees", "customers", "bookings", "booking_events"}
 

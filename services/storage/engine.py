@@ -18,6 +18,13 @@ def sqlalchemy_url(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def with_database(database_url: str, name: str) -> str:
+    """`database_url` naming database `name` instead, its query string kept verbatim: the embedded
+    server is reached through `?host=<socket folder>`, which must survive."""
+    base, separator, query = database_url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}{separator}{query}"
+
+
 def create_engine(
     database_url: str,
     *,
