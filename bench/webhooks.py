@@ -304,7 +304,8 @@ def execute(args: argparse.Namespace) -> None:
         if not (database_url and redis_url):
             from server.embedded import EmbeddedServers
 
-            embedded = stack_.enter_context(EmbeddedServers(tempfile.mkdtemp(prefix="exodrive-bench-")))
+            folder = stack_.enter_context(tempfile.TemporaryDirectory(prefix="exodrive-bench-"))
+            embedded = stack_.enter_context(EmbeddedServers(folder))
             database_url = database_url or embedded.database_url
             redis_url = redis_url or embedded.redis_url
         with fresh_database(database_url) as url:
