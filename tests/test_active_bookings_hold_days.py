@@ -15,6 +15,7 @@ from database_urls import admin_conninfo
 from exodrive.v1 import booking_pb2, booking_pb2_grpc, fleet_pb2, fleet_pb2_grpc
 from grpc_calls import Metadata, auth, create_car, error_info, gdate, serve_unlimited
 from psycopg import sql
+from raw_rows import insert_booking, insert_car_and_customer
 
 from server import schema
 from server.settings import Settings
@@ -130,55 +131,27 @@ async def test_an_active_booking_keeps_its_days_until_completed(
     assert again.status == booking_pb2.BOOKING_STATUS_PENDING
 
 
-def _insert_booking(
-    conn: psycopg.Connection[object],
-    car_id: object,
-    key: object,
-    customer_id: object,
-    start: str,
-    end: str,
-    status: str,
-) -> None:
-    conn.execute(
-        "INSERT INTO bookings (car_id, car_key, customer_id, request_id, request_fingerprint, "
-        "start_date, end_date, status, contact_name, contact_email, currency, days, "
-        "daily_rate_cents, rental_cents, fees_total_cents, discount_percent, discount_cents, "
-        "discounted_subtotal_cents, tax_rate_basis_points, tax_cents, total_cents, deposit_cents) "
-        "VALUES (%s, %s, %s, gen_random_uuid(), 'f', %s, %s, %s, 'R', 'r@example.com', 'USD', "
-        "1, 100, 100, 0, 0, 0, 100, 0, 0, 100, 0)",
-        (car_id, key, customer_id, start, end, status),
-    )
-
-
 def test_the_database_refuses_a_raw_insert_overlapping_an_active_booking(migrated_settings: Settings) -> None:
     assert migrated_settings.database_url is not None
     with psycopg.connect(migrated_settings.database_url) as conn:
-        car_id, key = conn.execute(
-            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
-            "VALUES (%s, 'Raw', 100, 0, 'USD') RETURNING id, key",
-            (f"raw-active-{uuid.uuid4().hex[:8]}",),
-        ).fetchone()  # type: ignore[misc]
-        customer_id = conn.execute(
-            "INSERT INTO customers (email, full_name) VALUES (%s, 'Raw') RETURNING id",
-            (f"raw-{uuid.uuid4().hex[:8]}@example.com",),
-        ).fetchone()[0]  # type: ignore[index]
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "ACTIVE")
+        car = insert_car_and_customer(conn)
+        insert_booking(conn, car, "2032-05-01", "2032-05-05", "ACTIVE")
         conn.commit()
         for status in ("PENDING", "CONFIRMED", "ACTIVE"):
             with pytest.raises(psycopg.errors.ExclusionViolation) as refused:
-                _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", status)
+                insert_booking(conn, car, "2032-05-02", "2032-05-04", status)
             assert refused.value.diag.constraint_name == BOOKINGS_NO_OVERLAP
             conn.rollback()
         # Released statuses never hold, and the return day is free.
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", "CANCELLED")
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-02", "2032-05-04", "COMPLETED")
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-05", "2032-05-06", "PENDING")
+        insert_booking(conn, car, "2032-05-02", "2032-05-04", "CANCELLED")
+        insert_booking(conn, car, "2032-05-02", "2032-05-04", "COMPLETED")
+        insert_booking(conn, car, "2032-05-05", "2032-05-06", "PENDING")
         conn.commit()
         # COMPLETED frees the days: a later booking over them is accepted.
         conn.execute(
-            "UPDATE bookings SET status = 'COMPLETED' WHERE car_id = %s AND status = 'ACTIVE'", (car_id,)
+            "UPDATE bookings SET status = 'COMPLETED' WHERE car_id = %s AND status = 'ACTIVE'", (car.car_id,)
         )
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "CONFIRMED")
+        insert_booking(conn, car, "2032-05-01", "2032-05-05", "CONFIRMED")
         conn.commit()
 
 
@@ -212,16 +185,10 @@ def database_at_0004(settings: Settings) -> Iterator[str]:
 
 def test_the_upgrade_stops_on_rows_that_already_overlap_an_active_booking(database_at_0004: str) -> None:
     with psycopg.connect(database_at_0004) as conn:
-        car_id, key = conn.execute(
-            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
-            "VALUES ('raw-upgrade', 'Raw', 100, 0, 'USD') RETURNING id, key"
-        ).fetchone()  # type: ignore[misc]
-        customer_id = conn.execute(
-            "INSERT INTO customers (email, full_name) VALUES ('raw@example.com', 'Raw') RETURNING id"
-        ).fetchone()[0]  # type: ignore[index]
+        car = insert_car_and_customer(conn)
         # Written under the old rule: the PENDING booking took days of the ACTIVE one.
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-01", "2032-05-05", "ACTIVE")
-        _insert_booking(conn, car_id, key, customer_id, "2032-05-03", "2032-05-04", "PENDING")
+        insert_booking(conn, car, "2032-05-01", "2032-05-05", "ACTIVE")
+        insert_booking(conn, car, "2032-05-03", "2032-05-04", "PENDING")
         conn.commit()
         active_id, pending_id = (
             row[0] for row in conn.execute("SELECT id FROM bookings ORDER BY start_date").fetchall()

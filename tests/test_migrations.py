@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from database_urls import admin_conninfo
 from psycopg import sql
+from raw_rows import insert_booking, insert_car_and_customer
 from sqlalchemy import create_engine, inspect, pool
 
 from server import schema
@@ -81,27 +82,11 @@ def test_the_database_refuses_overlaps_and_bad_statuses(migrated_settings: Setti
     """The constraints hold even for writes that bypass the services."""
     assert migrated_settings.database_url is not None
     with psycopg.connect(migrated_settings.database_url) as conn:
-        car_id, key = conn.execute(
-            "INSERT INTO cars (slug, name, daily_rate_cents, deposit_cents, currency) "
-            "VALUES (%s, 'Raw', 100, 0, 'USD') RETURNING id, key",
-            (f"raw-{uuid.uuid4().hex[:8]}",),
-        ).fetchone()  # type: ignore[misc]
-        customer_id = conn.execute(
-            "INSERT INTO customers (email, full_name) VALUES (%s, 'Raw') RETURNING id",
-            (f"raw-{uuid.uuid4().hex[:8]}@example.com",),
-        ).fetchone()[0]  # type: ignore[index]
+        car = insert_car_and_customer(conn)
         conn.commit()
 
-        def insert(start: str, end: str, status: str, car_key: int = key) -> None:
-            conn.execute(
-                "INSERT INTO bookings (car_id, car_key, customer_id, request_id, request_fingerprint, "
-                "start_date, end_date, status, contact_name, contact_email, currency, days, "
-                "daily_rate_cents, rental_cents, fees_total_cents, discount_percent, discount_cents, "
-                "discounted_subtotal_cents, tax_rate_basis_points, tax_cents, total_cents, deposit_cents) "
-                "VALUES (%s, %s, %s, gen_random_uuid(), 'f', %s, %s, %s, 'R', 'r@example.com', 'USD', "
-                "1, 100, 100, 0, 0, 0, 100, 0, 0, 100, 0)",
-                (car_id, car_key, customer_id, start, end, status),
-            )
+        def insert(start: str, end: str, status: str, car_key: int | None = None) -> None:
+            insert_booking(conn, car, start, end, status, car_key=car_key)
 
         insert("2031-01-10", "2031-01-12", "CONFIRMED")
         insert("2031-01-12", "2031-01-13", "PENDING")  # back to back: allowed
@@ -118,4 +103,4 @@ def test_the_database_refuses_overlaps_and_bad_statuses(migrated_settings: Setti
         conn.rollback()
         # A booking's car_key must be its own car's key.
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
-            insert("2031-03-01", "2031-03-02", "PENDING", car_key=key + 1_000_000)
+            insert("2031-03-01", "2031-03-02", "PENDING", car_key=car.key + 1_000_000)
