@@ -100,4 +100,4 @@ class AuthInterceptor(AroundInterceptor):
         if check is None or body is None:
             # Fail closed: a provider method nobody can verify admits no one.
             raise DomainError(Reason.INVALID_SIGNATURE, "this method requires the provider's signature")
-        return check(body, signature_headers(call.details.invocation_metadata))
+        return check(body, signature_headers(call.invocation_metadata))

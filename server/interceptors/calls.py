@@ -106,17 +106,21 @@ class Call:
     """One call as an interceptor sees it."""
 
     method: str
-    details: grpc.HandlerCallDetails
     context: Context
     # None when the client streams its requests.
     request: Message | None
     info: MethodInfo | None
     streaming_response: bool
 
+    @property
+    def invocation_metadata(self) -> Any:
+        """The caller's metadata (the same tuple grpc hands to `intercept_service`)."""
+        return self.context.invocation_metadata()
+
     def metadata(self, key: str) -> str | None:
         """The last value of an (ASCII) invocation metadata key, or None."""
         found: str | None = None
-        for item in self.details.invocation_metadata or ():
+        for item in self.context.invocation_metadata() or ():
             if item[0] == key and isinstance(item[1], str):
                 found = item[1]
         return found
@@ -127,6 +131,9 @@ class AroundInterceptor(ServerInterceptor):
 
     def __init__(self, policies: PolicyTable) -> None:
         self._policies = policies
+        # Per method: the handler it was given and the wrapped one. grpc asks the interceptors
+        # for a handler on every call; wrapping once per method keeps that work off the call.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     def applies(self, method: str, info: MethodInfo | None) -> bool:
         """False leaves the handler untouched (and costs nothing per call)."""
@@ -145,10 +152,14 @@ class AroundInterceptor(ServerInterceptor):
             # Unknown method: gRPC answers UNIMPLEMENTED.
             return cast("Handler", None)
         method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         info = self._policies.get(method)
-        if not self.applies(method, info):
-            return handler
-        return _wrap(handler, self, handler_call_details, info)
+        wrapped = _wrap(handler, self, method, info) if self.applies(method, info) else handler
+        # Only methods the server serves get here (unknown ones returned above): bounded.
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 async def _drive(behavior: Behavior, first: Any, context: Context) -> None:
@@ -192,10 +203,9 @@ def _message(request: Any) -> Message | None:
 def _wrap(
     handler: Handler,
     interceptor: AroundInterceptor,
-    details: grpc.HandlerCallDetails,
+    method: str,
     info: MethodInfo | None,
 ) -> Handler:
-    method: str = details.method
     deserializer = _tolerant(handler.request_deserializer)
     serializer = handler.response_serializer
     around = interceptor.around
@@ -204,7 +214,7 @@ def _wrap(
         unary_unary = _servicer_side(handler.unary_unary, False)
 
         async def unary_unary_behavior(request: Message, context: Context) -> Any:
-            call = Call(method, details, context, _message(request), info, False)
+            call = Call(method, context, _message(request), info, False)
             return await around(call, lambda: unary_unary(request, context))
 
         setattr(unary_unary_behavior, _EDGE_MARK, True)
@@ -214,7 +224,7 @@ def _wrap(
         unary_stream = _servicer_side(handler.unary_stream, False)
 
         async def unary_stream_behavior(request: Message, context: Context) -> None:
-            call = Call(method, details, context, _message(request), info, True)
+            call = Call(method, context, _message(request), info, True)
             await around(call, lambda: _drive(unary_stream, request, context))
 
         setattr(unary_stream_behavior, _EDGE_MARK, True)
@@ -224,7 +234,7 @@ def _wrap(
         stream_unary = _servicer_side(handler.stream_unary, True)
 
         async def stream_unary_behavior(requests: Any, context: Context) -> Any:
-            call = Call(method, details, context, None, info, False)
+            call = Call(method, context, None, info, False)
             return await around(call, lambda: stream_unary(requests, context))
 
         setattr(stream_unary_behavior, _EDGE_MARK, True)
@@ -233,7 +243,7 @@ def _wrap(
     stream_stream = _servicer_side(handler.stream_stream, True)  # type: ignore[arg-type]
 
     async def stream_stream_behavior(requests: Any, context: Context) -> None:
-        call = Call(method, details, context, None, info, True)
+        call = Call(method, context, None, info, True)
         await around(call, lambda: _drive(stream_stream, requests, context))
 
     setattr(stream_stream_behavior, _EDGE_MARK, True)

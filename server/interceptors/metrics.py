@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -18,6 +19,10 @@ class MetricsInterceptor(AroundInterceptor):
     def __init__(self, policies: PolicyTable, metrics: Metrics) -> None:
         super().__init__(policies)
         self._metrics = metrics
+        # Label children looked up once per (method, code): methods come from the server's own
+        # registry and codes are an enum, so these stay bounded.
+        self._calls = functools.lru_cache(maxsize=None)(metrics.calls.labels)
+        self._latency = functools.lru_cache(maxsize=None)(metrics.latency.labels)
 
     async def around(self, call: Call, proceed: Proceed) -> Any:
         start = time.perf_counter()
@@ -34,6 +39,5 @@ class MetricsInterceptor(AroundInterceptor):
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            # Methods come from the server's own registry, so the label set stays bounded.
-            self._metrics.calls.labels(call.method, code.name).inc()
-            self._metrics.latency.labels(call.method).observe(time.perf_counter() - start)
+            self._calls(call.method, code.name).inc()
+            self._latency(call.method).observe(time.perf_counter() - start)

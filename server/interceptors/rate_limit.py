@@ -8,6 +8,7 @@ hash tag so each budget lives in one Redis Cluster slot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -31,6 +32,8 @@ from services.principal import Principal, Role
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FORWARDED_FOR_HEADER = "x-forwarded-for"
+# Budgets whose Redis key is remembered (callers seen recently).
+BUCKET_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ class RateLimitInterceptor(AroundInterceptor):
         self._trusted = list(trusted_proxies)
         self._allowed_networks = [network for network in _networks_in(allowlist)]
         self._allowed_subjects = {value for value in allowlist if not _is_network(value)}
+        # Keyed hashing and label lookups, once per budget rather than once per call; bounded.
+        self._bucket_of = functools.lru_cache(maxsize=BUCKET_CACHE_SIZE)(self._bucket)
+        self._decisions = functools.lru_cache(maxsize=None)(metrics.rate_limit.labels)
 
     def applies(self, method: str, info: MethodInfo | None) -> bool:
         # Health checks and reflection are outside the contract: never limited.
@@ -151,12 +157,9 @@ class RateLimitInterceptor(AroundInterceptor):
         if self._allowlisted(principal, client):
             return await proceed()
         tier, identity = self._budget(call, call.info, principal, client)
-        digest = hashlib.blake2b(identity.encode(), key=self._hash_key, digest_size=16).hexdigest()
-        bucket = f"{tier.name}:{digest}"
-        decision = await self._limiter.hit(
-            f"{self._prefix}:ratelimit:{{{bucket}}}", tier.limit, tier.window_seconds
-        )
-        self._metrics.rate_limit.labels(tier.name, "admitted" if decision.allowed else "refused").inc()
+        bucket, key = self._bucket_of(tier.name, identity)
+        decision = await self._limiter.hit(key, tier.limit, tier.window_seconds)
+        self._decisions(tier.name, "admitted" if decision.allowed else "refused").inc()
         add_response_metadata("x-ratelimit-limit", str(decision.limit))
         add_response_metadata("x-ratelimit-remaining", str(decision.remaining))
         add_response_metadata("x-ratelimit-reset", str(math.ceil(decision.reset_seconds)))
@@ -170,6 +173,12 @@ class RateLimitInterceptor(AroundInterceptor):
                 retry_after_seconds=wait,
             )
         return await proceed()
+
+    def _bucket(self, tier_name: str, identity: str) -> tuple[str, str]:
+        """The budget's name (hashed identity) and its Redis key."""
+        digest = hashlib.blake2b(identity.encode(), key=self._hash_key, digest_size=16).hexdigest()
+        bucket = f"{tier_name}:{digest}"
+        return bucket, f"{self._prefix}:ratelimit:{{{bucket}}}"
 
     def _budget(self, call: Call, info: MethodInfo, principal: Principal, client: str) -> tuple[Tier, str]:
         tier = info.policy.rate_limit_tier
@@ -188,6 +197,8 @@ class RateLimitInterceptor(AroundInterceptor):
     def _allowlisted(self, principal: Principal, client: str) -> bool:
         if principal.subject is not None and principal.subject in self._allowed_subjects:
             return True
+        if not self._allowed_networks:
+            return False
         address = _parse_ip(client)
         return address is not None and _is_trusted(address, self._allowed_networks)
 
