@@ -32,7 +32,7 @@ from services.principal import Principal, Role
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FORWARDED_FOR_HEADER = "x-forwarded-for"
-# Budgets whose Redis key is remembered (callers seen recently).
+# Callers (addresses, budgets) whose parsing and hashing is remembered: the recent ones.
 BUCKET_CACHE_SIZE = 4096
 
 
@@ -145,6 +145,8 @@ class RateLimitInterceptor(AroundInterceptor):
         # Keyed hashing and label lookups, once per budget rather than once per call; bounded.
         self._bucket_of = functools.lru_cache(maxsize=BUCKET_CACHE_SIZE)(self._bucket)
         self._decisions = functools.lru_cache(maxsize=None)(metrics.rate_limit.labels)
+        # A connection's peer (and proxy header) repeats on every call it carries.
+        self._client_of = functools.lru_cache(maxsize=BUCKET_CACHE_SIZE)(self._client)
 
     def applies(self, method: str, info: MethodInfo | None) -> bool:
         # Health checks and reflection are outside the contract: never limited.
@@ -153,7 +155,7 @@ class RateLimitInterceptor(AroundInterceptor):
     async def around(self, call: Call, proceed: Proceed) -> Any:
         assert call.info is not None
         principal = current_principal()
-        client = client_address(call.context.peer(), call.metadata(FORWARDED_FOR_HEADER), self._trusted)
+        client = self._client_of(call.context.peer(), call.metadata(FORWARDED_FOR_HEADER))
         if self._allowlisted(principal, client):
             return await proceed()
         tier, identity = self._budget(call, call.info, principal, client)
@@ -173,6 +175,9 @@ class RateLimitInterceptor(AroundInterceptor):
                 retry_after_seconds=wait,
             )
         return await proceed()
+
+    def _client(self, peer: str, forwarded_for: str | None) -> str:
+        return client_address(peer, forwarded_for, self._trusted)
 
     def _bucket(self, tier_name: str, identity: str) -> tuple[str, str]:
         """The budget's name (hashed identity) and its Redis key."""

@@ -8,12 +8,13 @@ offending field is named in a VALIDATION_ERROR (BadRequest), however deep it is 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from server.interceptors.calls import AroundInterceptor, Call, Proceed
+from server.policy import PolicyTable
 from services.errors import FieldViolation, invalid
 
 NUL = "\x00"
@@ -48,11 +49,37 @@ def nul_fields(message: Message, prefix: str = "") -> Iterator[str]:
                 yield path
 
 
+def may_hold_text(message: Descriptor, visiting: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can hold a string anywhere (fields, map keys, nesting)."""
+    if message.full_name in visiting:
+        # A cycle adds nothing: what it reaches is reached from where it started.
+        return False
+    inner = visiting | {message.full_name}
+    for field in message.fields:
+        if field.type == FieldDescriptor.TYPE_STRING:
+            return True
+        if field.message_type is not None and may_hold_text(field.message_type, inner):
+            return True
+    return False
+
+
 class RequestTextInterceptor(AroundInterceptor):
+    def __init__(self, policies: PolicyTable) -> None:
+        super().__init__(policies)
+        # Per request type (a bounded set: the server's own methods): worth walking at all?
+        self._walked: dict[type[Message], bool] = {}
+
     async def around(self, call: Call, proceed: Proceed) -> Any:
         # Handlers without a deserializer see raw bytes (and client streams, nothing): not judged.
-        if isinstance(call.request, Message):
+        if isinstance(call.request, Message) and self._may_hold_text(call.request):
             bad = list(nul_fields(call.request))
             if bad:
                 raise invalid(*(FieldViolation(path, _DESCRIPTION) for path in bad))
         return await proceed()
+
+    def _may_hold_text(self, request: Message) -> bool:
+        kind = type(request)
+        known = self._walked.get(kind)
+        if known is None:
+            known = self._walked[kind] = may_hold_text(cast("Descriptor", request.DESCRIPTOR))
+        return known
