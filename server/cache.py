@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -130,6 +131,10 @@ class RedisCache:
         self._metrics = metrics
         self._base = f"{{{key_prefix}:cache}}"
         self._fill_wait = fill_wait_seconds
+        self._lock_ms = int(fill_wait_seconds * 1000)
+        # Lock tokens: unique per lookup across processes without a system call per lookup.
+        self._token_prefix = os.urandom(8).hex()
+        self._tokens = itertools.count()
         self._jitter = jitter
         self._poll = poll_seconds
         self._read = client.register_script(READ) if client is not None else None
@@ -248,8 +253,8 @@ class RedisCache:
         if read is None or store is None or (self._pending and not await self.replay()):
             return await self._bypass(compute)
         keys = [self.entry_key(digest), f"{self._base}:lock:{digest}", *(self.tag_key(tag) for tag in tags)]
-        token = os.urandom(8).hex()
-        lock_ms = int(self._fill_wait * 1000)
+        token = f"{self._token_prefix}{next(self._tokens)}"
+        lock_ms = self._lock_ms
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._fill_wait
         try:
