@@ -20,7 +20,7 @@ from exodrive.v1 import booking_pb2_grpc, fleet_pb2_grpc, inbox_pb2_grpc, webhoo
 from google.protobuf.message import Message
 
 from clients.call_metadata import Reply, metadata_pairs, new_trace_id, outgoing_metadata, text_metadata
-from clients.errors import TRACE_ID_KEY, error_from_status
+from clients.errors import TRACE_ID_KEY
 from clients.retry import RetryPolicy
 
 Req = TypeVar("Req", bound=Message)
@@ -82,19 +82,11 @@ class AsyncMethod(Generic[Req, Resp]):
             try:
                 response = await call
             except grpc.aio.AioRpcError as failure:
-                error = error_from_status(
-                    failure.code(),
-                    failure.details(),
-                    metadata_pairs(failure.trailing_metadata()),
-                    metadata_pairs(failure.initial_metadata()),
-                )
-                error.trace_id = error.trace_id or trace
-                if self._config.retry.should_retry(self.name, failure.code(), attempt):
-                    delay = self._config.retry.backoff(attempt, error.retry_after)
-                    if time.monotonic() + delay < deadline:
-                        await asyncio.sleep(delay)
-                        continue
-                raise error from None
+                error, delay = self._config.retry.after_failure(self.name, failure, attempt, deadline, trace)
+                if delay is None:
+                    raise error from None
+                await asyncio.sleep(delay)
+                continue
             received = text_metadata(
                 metadata_pairs(await call.initial_metadata()), metadata_pairs(await call.trailing_metadata())
             )

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from clients.async_client import DEFAULT_TIMEOUT_SECONDS, ClientConfig
 from clients.call_metadata import Reply, metadata_pairs, new_trace_id, outgoing_metadata, text_metadata
-from clients.errors import TRACE_ID_KEY, error_from_status
+from clients.errors import TRACE_ID_KEY
 from clients.retry import RetryPolicy
 
 Req = TypeVar("Req", bound=Message)
@@ -69,19 +69,11 @@ class SyncMethod(Generic[Req, Resp]):
             except grpc.RpcError as failure:
                 if not isinstance(failure, grpc.Call):
                     raise
-                error = error_from_status(
-                    failure.code(),
-                    failure.details(),
-                    metadata_pairs(failure.trailing_metadata()),
-                    metadata_pairs(failure.initial_metadata()),
-                )
-                error.trace_id = error.trace_id or trace
-                if self._config.retry.should_retry(self.name, failure.code(), attempt):
-                    delay = self._config.retry.backoff(attempt, error.retry_after)
-                    if time.monotonic() + delay < deadline:
-                        time.sleep(delay)
-                        continue
-                raise error from None
+                error, delay = self._config.retry.after_failure(self.name, failure, attempt, deadline, trace)
+                if delay is None:
+                    raise error from None
+                time.sleep(delay)
+                continue
             received = text_metadata(
                 metadata_pairs(call.initial_metadata()), metadata_pairs(call.trailing_metadata())
             )
